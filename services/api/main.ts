@@ -1,0 +1,17 @@
+import { apiEnv, parseEnv } from '../../shared/config.ts';
+import { SystemKeys } from '../../shared/crypto/system-keys.ts';
+import type { Runtime } from '../../shared/runtime.ts';
+import { buildApi } from './server.ts';
+
+export async function startApi(rt: Runtime): Promise<{ port: number }> {
+  const cfg = parseEnv(apiEnv, rt.env);
+  // Make sure the event-signing key exists before /v1/jwks is asked for it.
+  await SystemKeys.load(rt.pool, rt.cipher);
+  const app = buildApi({ rt, adminToken: cfg.REKEY_ADMIN_TOKEN });
+  await app.listen({ port: cfg.PORT, host: cfg.HOST });
+  rt.defer(() => app.close());
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : cfg.PORT;
+  rt.log.info({ role: 'api', port, host: cfg.HOST }, 'api listening');
+  return { port };
+}

@@ -1,0 +1,58 @@
+import Fastify, { type FastifyInstance, type FastifyError } from 'fastify';
+import { coerceError, httpStatusOf, isUnavailable, RekeyError } from '../../shared/errors.ts';
+import type { Runtime } from '../../shared/runtime.ts';
+import { adminAuth } from './admin-auth.ts';
+import { publicRoutes } from './routes/public-routes.ts';
+import { rotationRoutes } from './routes/rotation-routes.ts';
+import { secretRoutes } from './routes/secret-routes.ts';
+
+export interface ApiDeps {
+  rt: Pick<Runtime, 'pool' | 'queues' | 'redis' | 'cipher' | 'metrics' | 'log'>;
+  adminToken: string;
+}
+
+/**
+ * The api: admin routes behind the bearer token; public routes (JWKS, health, metrics)
+ * without. Every error leaves as `{error: {code, message, details?}}`; input a client
+ * sent never produces a 500, and a dependency that is down produces a 503.
+ */
+export function buildApi({ rt, adminToken }: ApiDeps): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: 256 * 1024, return503OnClosing: true });
+
+  app.setErrorHandler((raw: FastifyError | Error, req, reply) => {
+    const err = coerceError(raw);
+    const fastifyStatus = (raw as FastifyError).statusCode;
+    let status = httpStatusOf(err);
+    let code = err instanceof RekeyError ? err.code : 'internal';
+    let message = err.message;
+    if (!(err instanceof RekeyError) && fastifyStatus && fastifyStatus >= 400 && fastifyStatus < 500) {
+      // fastify's own refusals: malformed JSON, wrong content type, body too large.
+      status = fastifyStatus;
+      code = 'invalid_request';
+    } else if (status === 500 && isUnavailable(err)) {
+      status = 503;
+      code = 'unavailable';
+      message = 'a dependency is unavailable; try again';
+    }
+    if (status >= 500) {
+      rt.log.error({ err: err.message, method: req.method, url: req.routeOptions.url }, 'request failed');
+      if (status === 500) message = 'internal error';
+    }
+    const details = err instanceof RekeyError ? err.details : undefined;
+    return reply.status(status).send({ error: { code, message, ...(details !== undefined && { details }) } });
+  });
+
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` } }),
+  );
+
+  publicRoutes(app, rt);
+
+  app.register(async (admin) => {
+    admin.addHook('preHandler', adminAuth(adminToken, (req) => rt.metrics.httpUnauthorized.inc({ route: req.routeOptions.url ?? 'unknown' })));
+    secretRoutes(admin, { pool: rt.pool, queues: rt.queues, log: rt.log, cipher: rt.cipher });
+    rotationRoutes(admin, { pool: rt.pool });
+  });
+
+  return app;
+}

@@ -1,0 +1,36 @@
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import type { SystemKeys } from '../../shared/crypto/system-keys.ts';
+import { findEvent } from '../../shared/db/event-outbox.ts';
+import { buildEvent, eventChannels, eventId, signedEventType } from '../../shared/events/invalidation-event.ts';
+import type { Metrics } from '../../shared/metrics.ts';
+import type { EventType } from '../../shared/queues/job-catalogue.ts';
+
+/** Keep about this many events in the stream for injectors to catch up from. */
+const streamMaxLen = 100_000;
+
+/**
+ * Signs an outbox event and publishes it: first to the Redis stream (the durable,
+ * resumable log injectors catch up from), then on the pub/sub channel (fast, at most
+ * once). A crash between publishing and marking the row can publish an event twice;
+ * consumers deduplicate on the CloudEvent id.
+ */
+export class EventPublisher {
+  constructor(
+    private readonly deps: { pool: pg.Pool; redis: Redis; keys: SystemKeys; prefix: string; metrics: Metrics },
+  ) {}
+
+  async publish(rotationId: string, type: EventType): Promise<'published' | 'already-published' | 'unknown'> {
+    const id = eventId(rotationId, type);
+    const event = await findEvent(this.deps.pool, id);
+    if (!event) return 'unknown';
+    if (event.published_at) return 'already-published';
+    const jws = event.jws ?? (await this.deps.keys.sign(buildEvent(event.type, event.data, event.created_at), signedEventType));
+    const { pubsub, stream } = eventChannels(this.deps.prefix);
+    const streamId = await this.deps.redis.xadd(stream, 'MAXLEN', '~', streamMaxLen, '*', 'id', id, 'type', type, 'secret', event.data.secret, 'jws', jws);
+    await this.deps.redis.publish(pubsub, jws);
+    await this.deps.pool.query('UPDATE events SET jws = $2, published_at = now(), stream_id = $3 WHERE id = $1', [id, jws, streamId]);
+    this.deps.metrics.eventsPublished.inc({ type });
+    return 'published';
+  }
+}
