@@ -1,5 +1,21 @@
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
+import { signingKeyOf } from './webhooks/standard-webhook.ts';
+
+const webhookSecretsEnv = z
+  .string()
+  .optional()
+  .transform((v) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean))
+  .superRefine((secrets, ctx) => {
+    secrets.forEach((s, i) => {
+      try {
+        signingKeyOf(s);
+      } catch (err) {
+        // Names the position, never the secret.
+        ctx.addIssue({ code: 'custom', message: `entry ${i + 1}: ${(err as Error).message}` });
+      }
+    });
+  });
 
 /**
  * Configuration comes only from the environment. Each process composes the fragments it
@@ -22,6 +38,12 @@ export const apiEnv = {
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HOST: z.string().default('127.0.0.1'),
   REKEY_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters'),
+  /**
+   * Signing secrets for POST /v1/webhooks/emergency-rotation, comma-separated
+   * (`whsec_<base64>` each, Standard Webhooks). List old and new while rotating the
+   * webhook secret. Unset: the api starts, and refuses every webhook with 503.
+   */
+  REKEY_WEBHOOK_SECRETS: webhookSecretsEnv,
 };
 
 export const schedulerEnv = {

@@ -60,6 +60,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Emergency webhook deliveries by outcome: accepted, replayed, or the refusal reason (a fixed set). */
+  readonly webhookRequests = new Counter({
+    name: 'rekey_webhook_requests_total',
+    help: 'Emergency webhook deliveries, by outcome',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'rekey_process_' });
   }

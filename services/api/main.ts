@@ -7,11 +7,12 @@ export async function startApi(rt: Runtime): Promise<{ port: number }> {
   const cfg = parseEnv(apiEnv, rt.env);
   // Make sure the event-signing key exists before /v1/jwks is asked for it.
   await SystemKeys.load(rt.pool, rt.cipher);
-  const app = buildApi({ rt, adminToken: cfg.REKEY_ADMIN_TOKEN });
+  const app = buildApi({ rt, adminToken: cfg.REKEY_ADMIN_TOKEN, webhookSecrets: cfg.REKEY_WEBHOOK_SECRETS });
   await app.listen({ port: cfg.PORT, host: cfg.HOST });
   rt.defer(() => app.close());
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : cfg.PORT;
-  rt.log.info({ role: 'api', port, host: cfg.HOST }, 'api listening');
+  rt.log.info({ role: 'api', port, host: cfg.HOST, webhookSigningSecrets: cfg.REKEY_WEBHOOK_SECRETS.length }, 'api listening');
+  if (cfg.REKEY_WEBHOOK_SECRETS.length === 0) rt.log.warn('REKEY_WEBHOOK_SECRETS is not set: the emergency webhook refuses every delivery (503)');
   return { port };
 }

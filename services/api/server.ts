@@ -5,10 +5,14 @@ import { adminAuth } from './admin-auth.ts';
 import { publicRoutes } from './routes/public-routes.ts';
 import { rotationRoutes } from './routes/rotation-routes.ts';
 import { secretRoutes } from './routes/secret-routes.ts';
+import { webhookRoutes } from './routes/webhook-routes.ts';
+import { StandardWebhookVerifier } from '../../shared/webhooks/standard-webhook.ts';
 
 export interface ApiDeps {
   rt: Pick<Runtime, 'pool' | 'queues' | 'redis' | 'cipher' | 'metrics' | 'log'>;
   adminToken: string;
+  /** Standard Webhooks signing secrets (`whsec_…`); none = the emergency webhook answers 503. */
+  webhookSecrets?: readonly string[];
 }
 
 /**
@@ -16,7 +20,7 @@ export interface ApiDeps {
  * without. Every error leaves as `{error: {code, message, details?}}`; input a client
  * sent never produces a 500, and a dependency that is down produces a 503.
  */
-export function buildApi({ rt, adminToken }: ApiDeps): FastifyInstance {
+export function buildApi({ rt, adminToken, webhookSecrets = [] }: ApiDeps): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 256 * 1024, return503OnClosing: true });
 
   app.setErrorHandler((raw: FastifyError | Error, req, reply) => {
@@ -47,6 +51,8 @@ export function buildApi({ rt, adminToken }: ApiDeps): FastifyInstance {
   );
 
   publicRoutes(app, rt);
+  // Signed, not bearer-authenticated: outside the admin scope, with its own raw-body parser.
+  webhookRoutes(app, { pool: rt.pool, queues: rt.queues, log: rt.log, metrics: rt.metrics, verifier: new StandardWebhookVerifier(webhookSecrets) });
 
   app.register(async (admin) => {
     admin.addHook('preHandler', adminAuth(adminToken, (req) => rt.metrics.httpUnauthorized.inc({ route: req.routeOptions.url ?? 'unknown' })));

@@ -24,6 +24,16 @@
  *   for alternating-user targets where the next rotation reuses that user.
  * - Revocation holds the old version's row lock while it calls the target, so a revoke
  *   and a newer rotation's retirement of the same version never interleave.
+ * - An emergency rotation never waits behind a non-emergency one (issue 4). If a
+ *   scheduled/manual rotation holds the lock before activation (minting … activating), the
+ *   emergency claim supersedes it in the same transaction: the holder's pending version is
+ *   discarded and shredded, the holder ends `failed` with "superseded by emergency rotation
+ *   <id>", and the fence bump fences its worker (its next write throws FencedError). The old
+ *   credential is still current, so nobody is locked out; the emergency rotation then mints
+ *   its own version. A holder in `notifying` has already activated and releases the lock
+ *   within one step, so the emergency waits for it (`busy`); another emergency is never
+ *   superseded. Residual risk: a fenced worker's provider call already in flight at the target
+ *   (a `set`) can still land there; providers' set/test must tolerate that (see issue 4 notes).
  */
 import type pg from 'pg';
 import { withTransaction } from '../../shared/db/pool.ts';
@@ -61,6 +71,9 @@ export interface RotationStateMachineDeps {
   log: Logger;
   resolveReference: (ref: string) => string;
 }
+
+/** Steps during which the old version is still current and the new one only pending. */
+const beforeActivation: readonly string[] = ['minting', 'setting', 'testing', 'activating'];
 
 const errorText = (err: Error) => `${err.name}: ${err.message}`.slice(0, 500);
 
@@ -121,7 +134,7 @@ export class RotationStateMachine {
       }
       this.deps.metrics.stepFailures.inc({ step: rotation.status, provider: secret.provider, final: String(opts.finalAttempt) });
       stepLog.warn({ step: rotation.status, err: errorText(err), finalAttempt: opts.finalAttempt }, 'rotation step failed');
-      await this.deps.pool.query('UPDATE rotations SET error = $2, updated_at = now() WHERE id = $1', [rotation.id, errorText(err)]).catch(() => {});
+      await this.deps.pool.query(`UPDATE rotations SET error = $2, updated_at = now() WHERE id = $1 AND status NOT IN ('completed', 'failed')`, [rotation.id, errorText(err)]).catch(() => {});
       if (!opts.finalAttempt) throw err;
       await this.fail(rotation, secret, fence, err, stepLog);
       return 'failed';
@@ -139,10 +152,14 @@ export class RotationStateMachine {
 
   /** Takes the secret's rotation lock (or re-takes it after a crash) and bumps the fence. */
   private async claim(rotation: RotationRow): Promise<'busy' | { fence: string; rotation: RotationRow; secret: SecretRow }> {
-    return withTransaction(this.deps.pool, async (c) => {
+    let superseded: RotationRow | null = null;
+    const claimed = await withTransaction(this.deps.pool, async (c) => {
       const { rows } = await c.query<SecretRow>('SELECT * FROM secrets WHERE id = $1 FOR UPDATE', [rotation.secret_id]);
       const secret = rows[0]!;
-      if (secret.active_rotation_id && secret.active_rotation_id !== rotation.id) return 'busy';
+      if (secret.active_rotation_id && secret.active_rotation_id !== rotation.id) {
+        superseded = rotation.emergency ? await this.supersede(c, secret, rotation) : null;
+        if (!superseded) return 'busy';
+      }
       const locked = await c.query<SecretRow>(
         'UPDATE secrets SET active_rotation_id = $2, fence = fence + 1 WHERE id = $1 RETURNING *',
         [secret.id, rotation.id],
@@ -156,6 +173,42 @@ export class RotationStateMachine {
       );
       return { fence: locked.rows[0]!.fence, rotation: updated.rows[0]!, secret: locked.rows[0]! };
     });
+    if (superseded && claimed !== 'busy') {
+      const holder: RotationRow = superseded;
+      this.deps.log.warn({ rotationId: rotation.id, supersededRotationId: holder.id, step: holder.failed_step }, 'emergency rotation superseded an in-flight rotation');
+      await this.publish(holder.id, 'dev.rekey.rotation.failed');
+      await this.finished(holder, claimed.secret.provider, 'failed');
+    }
+    return claimed;
+  }
+
+  /**
+   * Ends the non-emergency rotation holding the lock so `emergency` can take it (see the
+   * docblock). Runs inside claim's transaction, under the secret row lock. Returns the
+   * ended holder, or null if it must not be superseded.
+   */
+  private async supersede(c: pg.PoolClient, secret: SecretRow, emergency: RotationRow): Promise<RotationRow | null> {
+    const { rows } = await c.query<RotationRow>('SELECT * FROM rotations WHERE id = $1 FOR UPDATE', [secret.active_rotation_id]);
+    const holder = rows[0];
+    if (!holder || holder.emergency || !beforeActivation.includes(holder.status)) return null;
+    await this.discardPending(c, secret, holder);
+    const ended = await c.query<RotationRow>(
+      `UPDATE rotations SET status = 'failed', failed_step = status, error = $2, failed_at = now(), updated_at = now()
+       WHERE id = $1 RETURNING *`,
+      [holder.id, `superseded by emergency rotation ${emergency.id}`],
+    );
+    await recordEvent(c, 'dev.rekey.rotation.failed', ended.rows[0]!, secret.name);
+    return ended.rows[0]!;
+  }
+
+  /** The pending version of a rotation that never activated: discarded, its value shredded. */
+  private async discardPending(c: pg.PoolClient, secret: SecretRow, rotation: RotationRow): Promise<void> {
+    if (!beforeActivation.includes(rotation.status) || rotation.to_version === null) return;
+    await c.query(
+      `UPDATE secret_versions SET state = 'revoked', revoked_at = now(), key_id = NULL, iv = NULL, ciphertext = NULL, tag = NULL
+       WHERE secret_id = $1 AND version = $2 AND state = 'pending'`,
+      [secret.id, rotation.to_version],
+    );
   }
 
   /** Runs fn in a transaction that holds the secret row and proves we still own the rotation. */
@@ -382,15 +435,7 @@ export class RotationStateMachine {
     let failed: RotationRow;
     try {
       failed = await this.fenced(rotation, fence, async (c) => {
-        const beforeActivation = ['minting', 'setting', 'testing', 'activating'].includes(rotation.status);
-        if (beforeActivation && rotation.to_version !== null) {
-          // The pending version never became current: discard it and shred its value.
-          await c.query(
-            `UPDATE secret_versions SET state = 'revoked', revoked_at = now(), key_id = NULL, iv = NULL, ciphertext = NULL, tag = NULL
-             WHERE secret_id = $1 AND version = $2 AND state = 'pending'`,
-            [secret.id, rotation.to_version],
-          );
-        }
+        await this.discardPending(c, secret, rotation);
         await c.query('UPDATE secrets SET active_rotation_id = NULL WHERE id = $1', [secret.id]);
         const { rows } = await c.query<RotationRow>(
           `UPDATE rotations SET status = 'failed', failed_step = status, error = $2, failed_at = now(), updated_at = now()

@@ -19,7 +19,7 @@ export interface RequestedRotation {
  * Records a rotation request durably. At most one rotation per secret waits in `queued`;
  * a request that arrives while one waits joins it (the waiting rotation has not minted
  * anything yet, so it still yields a credential newer than the request). An emergency
- * request upgrades the waiting rotation to emergency. Requests that arrive while a
+ * request upgrades the waiting rotation to emergency (and re-labels it as that trigger). Requests that arrive while a
  * rotation is already running queue a new one behind it.
  */
 export async function requestRotation(db: Queryable, req: RotationRequest): Promise<RequestedRotation> {
@@ -32,10 +32,16 @@ export async function requestRotation(db: Queryable, req: RotationRequest): Prom
       [req.secretId, req.trigger, req.reason, req.emergency, req.triggeredAt ?? new Date()],
     );
     if (inserted.rows[0]) return { rotation: inserted.rows[0], coalesced: false };
+    // An emergency upgrading a waiting rotation takes it over: its trigger, reason and
+    // triggeredAt become the emergency's, so time-to-revoke is measured from the alarm.
     const existing = await db.query<RotationRow>(
-      `UPDATE rotations SET emergency = emergency OR $2, updated_at = now()
+      `UPDATE rotations SET
+         trigger = CASE WHEN $2 AND NOT emergency THEN $3 ELSE trigger END,
+         reason = CASE WHEN $2 AND NOT emergency THEN $4 ELSE reason END,
+         triggered_at = CASE WHEN $2 AND NOT emergency THEN $5 ELSE triggered_at END,
+         emergency = emergency OR $2, updated_at = now()
        WHERE secret_id = $1 AND status = 'queued' RETURNING *`,
-      [req.secretId, req.emergency],
+      [req.secretId, req.emergency, req.trigger, req.reason, req.triggeredAt ?? new Date()],
     );
     if (existing.rows[0]) return { rotation: existing.rows[0], coalesced: true };
     // The queued rotation started between our two statements; try again.
