@@ -96,7 +96,7 @@ export class RotationStateMachine {
     const { fence, secret } = claimed;
     let rotation = claimed.rotation;
     const provider = getProvider(secret.provider);
-    const stepLog = log.child({ secret: secret.name, provider: secret.provider });
+    const stepLog = log.child({ secretName: secret.name, provider: secret.provider });
     try {
       if (!provider) throw new Error(`unknown provider ${secret.provider}`);
       const ctx = this.context(secret, provider, stepLog);
