@@ -10,7 +10,8 @@ export interface MasterKey {
   readonly bytes: Buffer;
 }
 
-function fromBase64(raw: string, variable: string): MasterKey {
+/** A master key from its base64 text; `variable` names where it came from in the error. */
+export function parseMasterKey(raw: string, variable = 'REKEY_MASTER_KEY'): MasterKey {
   const bytes = Buffer.from(raw.trim(), 'base64');
   if (bytes.length !== 32) {
     throw new ConfigError(`${variable}: must be base64 of exactly 32 bytes (got ${bytes.length})`);
@@ -27,7 +28,7 @@ export function loadMasterKey(
   cfg: { REKEY_MASTER_KEY?: string | undefined; REKEY_DEV_KEY_FILE: string; NODE_ENV: string },
   log: Logger,
 ): MasterKey {
-  if (cfg.REKEY_MASTER_KEY) return fromBase64(cfg.REKEY_MASTER_KEY, 'REKEY_MASTER_KEY');
+  if (cfg.REKEY_MASTER_KEY) return parseMasterKey(cfg.REKEY_MASTER_KEY, 'REKEY_MASTER_KEY');
   if (cfg.NODE_ENV === 'production') {
     throw new ConfigError('REKEY_MASTER_KEY: required when NODE_ENV=production');
   }
@@ -40,5 +41,5 @@ export function loadMasterKey(
     { keyFile: file },
     'REKEY_MASTER_KEY is not set: using a development master key from a local file. Do not use this in production.',
   );
-  return fromBase64(readFileSync(file, 'utf8'), `REKEY_DEV_KEY_FILE (${file})`);
+  return parseMasterKey(readFileSync(file, 'utf8'), `REKEY_DEV_KEY_FILE (${file})`);
 }
