@@ -10,11 +10,14 @@ export function parseDuration(text: string): number {
   return Number(m[1]) * units[m[2] as keyof typeof units];
 }
 
+// zod runs refinements even after the pattern check failed, so they must not assume a match.
+const msOrNaN = (s: string) => (durationPattern.test(s) ? parseDuration(s) : NaN);
+
 /** A duration such as `500ms`, `30s`, `15m`, `24h`, `7d`. */
 export const duration = z
   .string()
   .regex(durationPattern, 'must be a duration such as 30s, 15m, 24h or 7d')
-  .refine((s) => parseDuration(s) <= 366 * units.d, 'must be at most 366d');
+  .refine((s) => !(msOrNaN(s) > 366 * units.d), 'must be at most 366d');
 
 const cron = z.string().refine((expr) => {
   try {
@@ -36,7 +39,7 @@ const cron = z.string().refine((expr) => {
  */
 export const rotationPolicySchema = z
   .object({
-    interval: duration.refine((s) => parseDuration(s) >= 1000, 'must be at least 1s').optional(),
+    interval: duration.refine((s) => !(msOrNaN(s) < 1000), 'must be at least 1s').optional(),
     cron: cron.optional(),
     jitter: duration.optional(),
     grace: duration.default('0s'),
