@@ -58,11 +58,34 @@ export class QueueClient {
     opts: JobsOptions & { jobId: string },
   ): Promise<void> {
     try {
+      // A BullMQ Queue waits for the connection's 'ready' before its first command, so a
+      // caller could hang for as long as Redis is away: refuse at once instead (issue 4:
+      // the webhook's 202 must not wait on Redis). A job left unqueued is the reconciler's.
+      if (!(await this.producerReady())) throw new Error('Redis is not connected');
       // Workers decide when an attempt is the last one (their own config); BullMQ only has to keep retrying.
-      await this.queue(queue).add(job, payload, { removeOnComplete: true, removeOnFail: true, attempts: 100, backoff: { type: 'custom' }, ...opts });
+      const added = this.queue(queue).add(job, payload, { removeOnComplete: true, removeOnFail: true, attempts: 100, backoff: { type: 'custom' }, ...opts });
+      // A partitioned Redis (no RST) would hold the command forever; job ids are deterministic, so a late add is harmless.
+      await Promise.race([added, new Promise((_, reject) => setTimeout(() => reject(new Error('Redis did not answer within 2s')), 2000).unref())]);
     } catch (err) {
       throw new UnavailableError(`could not enqueue ${queue}/${job}: ${coerceError(err).message}`);
     }
+  }
+
+  /** Ready now, or within a second while the first connection is still being made. */
+  private async producerReady(): Promise<boolean> {
+    const status = this.producer.status;
+    if (status === 'ready') return true;
+    if (status !== 'wait' && status !== 'connecting' && status !== 'connect') return false;
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.producer.off('ready', onReady);
+        resolve(ok);
+      };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(false), 1000);
+      this.producer.once('ready', onReady);
+    });
   }
 
   createWorker<Q extends QueueName>(queue: Q, handlers: JobHandlers<Q>, opts: WorkerOptions): Worker {
