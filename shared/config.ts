@@ -53,6 +53,8 @@ export const schedulerEnv = {
   SCHEDULER_MAX_PER_TICK: z.coerce.number().int().min(1).default(500),
   /** How often the reconciler re-enqueues unfinished rotations from PostgreSQL. */
   RECONCILE_INTERVAL_MS: z.coerce.number().int().min(100).default(5000),
+  /** How often expired dynamic-credential leases are dropped at their target. */
+  LEASE_REAPER_INTERVAL_MS: z.coerce.number().int().min(50).default(1000),
 };
 
 export const workerEnv = {

@@ -12,7 +12,7 @@ import { getProvider, providerTypes } from './providers/registry.ts';
 import type { QueueClient } from './queues/queue-client.ts';
 import { enqueueRotation, startRotation } from './start-rotation.ts';
 
-const reservedLastSegments = new Set(['rotate', 'value', 'versions']);
+const reservedLastSegments = new Set(['rotate', 'value', 'versions', 'leases']);
 
 /** `team-a/payments-db`: lowercase segments joined by '/'; the last segment may not be an API verb. */
 export const secretName = z
@@ -20,7 +20,7 @@ export const secretName = z
   .min(1)
   .max(200)
   .regex(/^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)*$/, "lowercase letters, digits, '.', '_', '-' in '/'-separated segments")
-  .refine((n) => !reservedLastSegments.has(n.split('/').pop()!), 'the last segment may not be rotate, value or versions');
+  .refine((n) => !reservedLastSegments.has(n.split('/').pop()!), 'the last segment may not be rotate, value, versions or leases');
 
 export const createSecretSchema = z
   .object({

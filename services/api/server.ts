@@ -7,9 +7,10 @@ import { rotationRoutes } from './routes/rotation-routes.ts';
 import { secretRoutes } from './routes/secret-routes.ts';
 import { webhookRoutes } from './routes/webhook-routes.ts';
 import { StandardWebhookVerifier } from '../../shared/webhooks/standard-webhook.ts';
+import { leaseRoutes } from './routes/lease-routes.ts';
 
 export interface ApiDeps {
-  rt: Pick<Runtime, 'pool' | 'queues' | 'redis' | 'cipher' | 'metrics' | 'log'>;
+  rt: Pick<Runtime, 'pool' | 'queues' | 'redis' | 'cipher' | 'metrics' | 'log' | 'resolveReference'>;
   adminToken: string;
   /** Standard Webhooks signing secrets (`whsec_…`); none = the emergency webhook answers 503. */
   webhookSecrets?: readonly string[];
@@ -56,7 +57,9 @@ export function buildApi({ rt, adminToken, webhookSecrets = [] }: ApiDeps): Fast
 
   app.register(async (admin) => {
     admin.addHook('preHandler', adminAuth(adminToken, (req) => rt.metrics.httpUnauthorized.inc({ route: req.routeOptions.url ?? 'unknown' })));
-    secretRoutes(admin, { pool: rt.pool, queues: rt.queues, log: rt.log, cipher: rt.cipher });
+    const leases = { pool: rt.pool, log: rt.log, resolveReference: rt.resolveReference };
+    secretRoutes(admin, { pool: rt.pool, queues: rt.queues, log: rt.log, cipher: rt.cipher, leases });
+    leaseRoutes(admin, leases); // dynamic credential leases (postgres-dynamic)
     rotationRoutes(admin, { pool: rt.pool });
   });
 

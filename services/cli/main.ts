@@ -13,6 +13,7 @@ import { secretView } from '../api/views.ts';
 import { parseRoles, startRoles } from './start-roles.ts';
 import { printStatus } from './status-command.ts';
 import { runDemo } from './demo.ts';
+import { runLease } from './lease-command.ts';
 
 const usage = `rekey — event-driven secret rotation
 
@@ -21,6 +22,7 @@ const usage = `rekey — event-driven secret rotation
   rekey secret add NAME --provider P [--config JSON] [--interval 15m | --cron EXPR] [--grace 1h] [--jitter 1m]
   rekey secret list [--prefix P]     rekey secret show NAME     rekey secret rm NAME
   rekey rotate NAME [--emergency] [--reason TEXT]
+  rekey lease create NAME [--ttl 1h] | renew ID [--ttl 1h] | revoke ID | show ID   dynamic PostgreSQL leases
   rekey status [NAME]                recent rotations and time-to-revoke percentiles
   rekey audit verify                 check the audit log's hash chain
   rekey demo                         all roles against the local Redis and PostgreSQL, with demo secrets
@@ -145,6 +147,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runSecret(rest[0], rest.slice(1));
       case 'rotate':
         return await runRotate(rest);
+      case 'lease':
+        return await withRuntime((rt) => runLease(rt, rest[0], rest.slice(1), print));
       case 'status':
         return await withRuntime((rt) => printStatus(rt.pool, rest[0], print));
       case 'audit': {

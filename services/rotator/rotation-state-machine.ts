@@ -17,7 +17,8 @@
  * - Version numbers come from secrets.latest_version under that lock: they only grow and
  *   never repeat. A partial unique index allows one `current` version per secret.
  * - The old credential keeps working until the new one is set and tested. A failure before
- *   activation discards the pending version and leaves the current one in place.
+ *   activation discards the pending version (and, for providers with `discard`, undoes
+ *   its set at the target) and leaves the current one in place.
  * - The lock is released once the rotation enters `revoking`, so a grace period does not
  *   block the next rotation. A secret keeps at most one `previous` version: a rotation that
  *   starts while one is still in grace revokes it first (like AWSPREVIOUS), which matters
@@ -76,6 +77,15 @@ export interface RotationStateMachineDeps {
 const beforeActivation: readonly string[] = ['minting', 'setting', 'testing', 'activating'];
 
 const errorText = (err: Error) => `${err.name}: ${err.message}`.slice(0, 500);
+
+/** When the first version after `version` became current: sessions older than that used `version` or older. */
+async function supersededAt(c: pg.PoolClient, secretId: string, version: number): Promise<Date | null> {
+  const { rows } = await c.query<{ at: Date | null }>(
+    'SELECT min(activated_at) AS at FROM secret_versions WHERE secret_id = $1 AND version > $2',
+    [secretId, version],
+  );
+  return rows[0]?.at ?? null;
+}
 
 export class RotationStateMachine {
   constructor(private readonly deps: RotationStateMachineDeps) {}
@@ -295,7 +305,10 @@ export class RotationStateMachine {
       );
       const done: RotationRow[] = [];
       for (const row of rows) {
-        await provider.revoke(ctx, openCredential(this.deps.cipher, secret.name, row), { terminateSessions: this.terminateSessions(secret, rotation) });
+        await provider.revoke(ctx, openCredential(this.deps.cipher, secret.name, row), {
+          terminateSessions: this.terminateSessions(secret, rotation),
+          supersededAt: await supersededAt(c, secret.id, row.version),
+        });
         await c.query(`UPDATE secret_versions SET state = 'revoked', revoked_at = now() WHERE secret_id = $1 AND version = $2`, [secret.id, row.version]);
         done.push(...(await this.completeRevocation(c, secret, row.version)));
       }
@@ -400,7 +413,10 @@ export class RotationStateMachine {
       );
       const old = rows[0];
       if (old && old.state === 'previous') {
-        await provider.revoke(ctx, openCredential(this.deps.cipher, secret.name, old), { terminateSessions: this.terminateSessions(secret, rotation) });
+        await provider.revoke(ctx, openCredential(this.deps.cipher, secret.name, old), {
+          terminateSessions: this.terminateSessions(secret, rotation),
+          supersededAt: await supersededAt(c, secret.id, old.version),
+        });
         await c.query(`UPDATE secret_versions SET state = 'revoked', revoked_at = now() WHERE secret_id = $1 AND version = $2`, [secret.id, old.version]);
         log.info({ version: old.version }, 'old version revoked at its target');
       }
@@ -435,6 +451,8 @@ export class RotationStateMachine {
     let failed: RotationRow;
     try {
       failed = await this.fenced(rotation, fence, async (c) => {
+        // Under the fence, so a worker that lost this rotation never undoes another's set.
+        await this.discardAtTarget(rotation, secret, log);
         await this.discardPending(c, secret, rotation);
         await c.query('UPDATE secrets SET active_rotation_id = NULL WHERE id = $1', [secret.id]);
         const { rows } = await c.query<RotationRow>(
@@ -452,6 +470,24 @@ export class RotationStateMachine {
     log.error({ step: failed.failed_step, err: failed.error }, 'rotation failed; the current version stays in place');
     await this.publish(failed.id, 'dev.rekey.rotation.failed');
     await this.finished(failed, secret.provider, 'failed');
+  }
+
+  /**
+   * Invariant 3 for targets with one password per account (postgres-password `single`):
+   * once `set` may have run, a failure before activation puts the current credential back
+   * at the target. Best effort — a target that is down cannot be told; the rotation is
+   * marked failed either way and the error is logged.
+   */
+  private async discardAtTarget(rotation: RotationRow, secret: SecretRow, log: Logger): Promise<void> {
+    const provider = getProvider(secret.provider);
+    if (!provider?.discard || rotation.to_version === null || !['setting', 'testing', 'activating'].includes(rotation.status)) return;
+    try {
+      const pending = await this.credential(secret, rotation.to_version);
+      await provider.discard(this.context(secret, provider, log), pending, await this.credentialOrNull(secret, rotation.from_version));
+      log.info({ version: rotation.to_version }, 'discarded the pending credential at its target');
+    } catch (raw) {
+      log.error({ version: rotation.to_version, err: errorText(coerceError(raw)) }, 'could not discard the pending credential at its target');
+    }
   }
 
   private async failRevocation(rotation: RotationRow, secret: SecretRow, err: Error, log: Logger): Promise<void> {

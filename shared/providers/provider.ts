@@ -31,6 +31,12 @@ export interface ProviderContext<C> {
 export interface RevokeOptions {
   /** Also end sessions opened with the old credential where the target can (emergency default). */
   terminateSessions: boolean;
+  /**
+   * When the version that replaced `old` became current. Sessions a target opened before
+   * this were opened with `old` (or older); targets that cannot tell which password a
+   * session used (one password per role) end only those. Null: unknown, end them all.
+   */
+  supersededAt?: Date | null;
 }
 
 export interface CredentialProvider<C = unknown> {
@@ -45,4 +51,11 @@ export interface CredentialProvider<C = unknown> {
   test(ctx: ProviderContext<C>, next: Credential): Promise<void>;
   /** Makes `old` stop working at the target; succeeds if it is already dead. */
   revoke(ctx: ProviderContext<C>, old: Credential, opts: RevokeOptions): Promise<void>;
+  /**
+   * Undoes `set` for a version that failed before activation, so the target accepts
+   * `current` again (a target with one password per account reverts to it). Best effort:
+   * the rotator logs a failure here and still marks the rotation failed. Optional for
+   * providers whose set leaves `current` untouched.
+   */
+  discard?(ctx: ProviderContext<C>, pending: Credential, current: Credential | null): Promise<void>;
 }

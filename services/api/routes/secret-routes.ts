@@ -7,6 +7,7 @@ import { graceMs, rotationPolicySchema } from '../../../shared/policy/rotation-p
 import { createSecret, parseInput, removeSecret, rotateSecret, secretName, updateSecret, type AdminDeps } from '../../../shared/secret-admin.ts';
 import type { ValueCipher } from '../../../shared/crypto/value-cipher.ts';
 import { secretView } from '../views.ts';
+import { createLease, type LeaseDeps } from '../../../shared/leases/lease-service.ts';
 
 const listQuery = z
   .object({
@@ -26,7 +27,7 @@ function splitPath(path: string, verb?: string): string {
   return name;
 }
 
-export function secretRoutes(app: FastifyInstance, deps: AdminDeps & { cipher: ValueCipher }, actor = 'admin') {
+export function secretRoutes(app: FastifyInstance, deps: AdminDeps & { cipher: ValueCipher; leases?: LeaseDeps }, actor = 'admin') {
   app.post('/v1/secrets', async (req, reply) => {
     const { secret, rotation } = await createSecret(deps, req.body, actor);
     return reply.status(201).send({ ...secretView(secret), rotationId: rotation.id });
@@ -58,6 +59,9 @@ export function secretRoutes(app: FastifyInstance, deps: AdminDeps & { cipher: V
 
   app.post('/v1/secrets/*', async (req, reply) => {
     const path = (req.params as { '*': string })['*'];
+    if (path.endsWith('/leases') && deps.leases) {
+      return reply.status(201).send(await createLease(deps.leases, splitPath(path, 'leases'), req.body, actor));
+    }
     if (!path.endsWith('/rotate')) throw new NotFoundError(`no route POST /v1/secrets/${path}`);
     const result = await rotateSecret(deps, splitPath(path, 'rotate'), req.body, actor);
     return reply.status(202).send(result);
