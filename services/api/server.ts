@@ -8,12 +8,15 @@ import { secretRoutes } from './routes/secret-routes.ts';
 import { webhookRoutes } from './routes/webhook-routes.ts';
 import { StandardWebhookVerifier } from '../../shared/webhooks/standard-webhook.ts';
 import { leaseRoutes } from './routes/lease-routes.ts';
+import type { InjectorApi } from './injector/injector-api.ts';
 
 export interface ApiDeps {
   rt: Pick<Runtime, 'pool' | 'queues' | 'redis' | 'cipher' | 'metrics' | 'log' | 'resolveReference'>;
   adminToken: string;
   /** Standard Webhooks signing secrets (`whsec_…`); none = the emergency webhook answers 503. */
   webhookSecrets?: readonly string[];
+  /** Subscribers, value reads by subscriber token, acks and the event stream (issue 5). */
+  injector?: InjectorApi;
 }
 
 /**
@@ -21,7 +24,7 @@ export interface ApiDeps {
  * without. Every error leaves as `{error: {code, message, details?}}`; input a client
  * sent never produces a 500, and a dependency that is down produces a 503.
  */
-export function buildApi({ rt, adminToken, webhookSecrets = [] }: ApiDeps): FastifyInstance {
+export function buildApi({ rt, adminToken, webhookSecrets = [], injector }: ApiDeps): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 256 * 1024, return503OnClosing: true });
 
   app.setErrorHandler((raw: FastifyError | Error, req, reply) => {
@@ -56,12 +59,16 @@ export function buildApi({ rt, adminToken, webhookSecrets = [] }: ApiDeps): Fast
   webhookRoutes(app, { pool: rt.pool, queues: rt.queues, log: rt.log, metrics: rt.metrics, verifier: new StandardWebhookVerifier(webhookSecrets) });
 
   app.register(async (admin) => {
-    admin.addHook('preHandler', adminAuth(adminToken, (req) => rt.metrics.httpUnauthorized.inc({ route: req.routeOptions.url ?? 'unknown' })));
+    const adminHook = adminAuth(adminToken, (req) => rt.metrics.httpUnauthorized.inc({ route: req.routeOptions.url ?? 'unknown' }));
+    // GET /v1/secrets/{name}/value shares the admin wildcard route but also takes subscriber tokens.
+    admin.addHook('preHandler', injector ? injector.adminOrValueReader(adminHook) : adminHook);
     const leases = { pool: rt.pool, log: rt.log, resolveReference: rt.resolveReference };
-    secretRoutes(admin, { pool: rt.pool, queues: rt.queues, log: rt.log, cipher: rt.cipher, leases });
+    secretRoutes(admin, { pool: rt.pool, queues: rt.queues, log: rt.log, cipher: rt.cipher, leases, readValue: injector?.readValue });
     leaseRoutes(admin, leases); // dynamic credential leases (postgres-dynamic)
     rotationRoutes(admin, { pool: rt.pool });
+    injector?.adminRoutes(admin);
   });
+  injector?.injectorRoutes(app);
 
   return app;
 }

@@ -14,6 +14,8 @@ import { parseRoles, startRoles } from './start-roles.ts';
 import { printStatus } from './status-command.ts';
 import { runDemo } from './demo.ts';
 import { runLease } from './lease-command.ts';
+import { runSubscriber, subscriberUsage } from './subscriber-command.ts';
+import { injectUsage, runInject } from './inject-command.ts';
 
 const usage = `rekey — event-driven secret rotation
 
@@ -24,6 +26,8 @@ const usage = `rekey — event-driven secret rotation
   rekey rotate NAME [--emergency] [--reason TEXT]
   rekey lease create NAME [--ttl 1h] | renew ID [--ttl 1h] | revoke ID | show ID   dynamic PostgreSQL leases
   rekey status [NAME]                recent rotations and time-to-revoke percentiles
+${subscriberUsage}
+${injectUsage}
   rekey audit verify                 check the audit log's hash chain
   rekey demo                         all roles against the local Redis and PostgreSQL, with demo secrets
 
@@ -149,6 +153,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runRotate(rest);
       case 'lease':
         return await withRuntime((rt) => runLease(rt, rest[0], rest.slice(1), print));
+      case 'subscriber':
+        return await withRuntime((rt) => runSubscriber(rt, rest[0], rest.slice(1), print));
+      case 'inject':
+        return await runInject(rest, print);
       case 'status':
         return await withRuntime((rt) => printStatus(rt.pool, rest[0], print));
       case 'audit': {

@@ -43,6 +43,7 @@ import { findVersion, openCredential } from '../../shared/db/version-store.ts';
 import type { RotationRow, SecretRow, VersionRow } from '../../shared/db/rows.ts';
 import { appendAudit } from '../../shared/db/audit-log.ts';
 import { recordEvent } from '../../shared/db/event-outbox.ts';
+import { ackedEarlyRevoke } from '../../shared/db/propagation-store.ts';
 import type { ValueCipher } from '../../shared/crypto/value-cipher.ts';
 import { coerceError, FencedError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
@@ -378,7 +379,8 @@ export class RotationStateMachine {
 
   private async revokeWhenDue(rotation: RotationRow, log: Logger, finalAttempt: boolean): Promise<AdvanceOutcome> {
     const dueIn = rotation.revoke_after ? rotation.revoke_after.getTime() - Date.now() : 0;
-    if (dueIn > 0) {
+    // Policy `revokeWhen: acked`: every live subscriber holds the new version, so grace need not run out (issue 5).
+    if (dueIn > 0 && !(await ackedEarlyRevoke(this.deps.pool, rotation.id))) {
       await this.deps.queues.enqueue(rotationQueueFor(rotation.emergency), 'revoke', { rotationId: rotation.id }, {
         jobId: jobIds.revoke(rotation.id),
         delay: dueIn,

@@ -1,4 +1,4 @@
-import { CompactSign, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK, type CryptoKey } from 'jose';
+import { CompactSign, SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK, type CryptoKey } from 'jose';
 import type pg from 'pg';
 import { withTransaction } from '../db/pool.ts';
 import type { ValueCipher } from './value-cipher.ts';
@@ -53,6 +53,19 @@ export class SystemKeys {
   async sign(payload: object, typ: string): Promise<string> {
     return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
       .setProtectedHeader({ alg, kid: this.kid, typ })
+      .sign(this.privateKey);
+  }
+
+  /** A JWT signed with the same key (subscriber tokens); claims are the caller's, checked by its verifier. */
+  async signJwt(claims: Record<string, unknown>, opts: { issuer: string; audience: string; subject: string; jti: string; expiresAt: Date }): Promise<string> {
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg, kid: this.kid, typ: 'JWT' })
+      .setIssuer(opts.issuer)
+      .setAudience(opts.audience)
+      .setSubject(opts.subject)
+      .setJti(opts.jti)
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(opts.expiresAt.getTime() / 1000))
       .sign(this.privateKey);
   }
 }

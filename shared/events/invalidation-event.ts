@@ -8,6 +8,11 @@ export interface InvalidationData {
   rotationId: string;
   emergency: boolean;
   revokeAt: string | null;
+  /**
+   * Injectors spread their value fetches uniformly over this many milliseconds after
+   * learning of the rotation (no stampede). Set by the notifier when it signs the event.
+   */
+  refetchSpreadMs?: number;
 }
 
 export interface CloudEvent {

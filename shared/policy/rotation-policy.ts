@@ -36,6 +36,8 @@ const cron = z.string().refine((expr) => {
  * - `grace`: how long the previous version stays valid after a scheduled rotation
  *   (emergency rotations have none)
  * - `terminateSessions`: end sessions opened with a revoked credential where the target can
+ * - `revokeWhen`: `grace` (default) waits out the grace period; `acked` revokes once every
+ *   live subscriber acknowledged the new version, or when grace ends, whichever is first
  */
 export const rotationPolicySchema = z
   .object({
@@ -44,6 +46,8 @@ export const rotationPolicySchema = z
     jitter: duration.optional(),
     grace: duration.default('0s'),
     terminateSessions: z.boolean().default(false),
+    /** `acked`: revoke as soon as every live subscriber acked the new version, at the latest when grace ends. Default `grace`. */
+    revokeWhen: z.enum(['grace', 'acked']).optional(),
   })
   .strict()
   .refine((p) => !(p.interval && p.cron), { message: 'give interval or cron, not both', path: ['cron'] });

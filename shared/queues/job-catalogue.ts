@@ -17,6 +17,12 @@ export const jobCatalogue = {
   'rotations-emergency': { rotate: rotationRef, revoke: rotationRef },
   notifications: {
     publish: z.object({ rotationId: z.uuid(), type: z.enum(eventTypes) }).strict(),
+    // Every live subscriber acked: observe propagation, and revoke early where policy says so.
+    propagated: rotationRef,
+  },
+  // Signed webhooks to remote subscribers, retried with jittered backoff (issue 5).
+  webhooks: {
+    deliver: z.object({ subscriberId: z.uuid(), eventId: z.string().min(1).max(200) }).strict(),
   },
 } as const;
 
@@ -33,4 +39,6 @@ export const jobIds = {
   rotate: (rotationId: string) => `rotate-${rotationId}`,
   revoke: (rotationId: string) => `revoke-${rotationId}`,
   publish: (rotationId: string, type: EventType) => `publish-${rotationId}-${type.split('.').pop()}`,
+  propagated: (rotationId: string) => `propagated-${rotationId}`,
+  webhook: (eventId: string, subscriberId: string) => `webhook-${eventId}-${subscriberId}`,
 };

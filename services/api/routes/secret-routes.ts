@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { findSecret, listSecrets } from '../../../shared/db/secret-store.ts';
 import { findVersion, listVersions, openCredential } from '../../../shared/db/version-store.ts';
@@ -27,7 +27,11 @@ function splitPath(path: string, verb?: string): string {
   return name;
 }
 
-export function secretRoutes(app: FastifyInstance, deps: AdminDeps & { cipher: ValueCipher; leases?: LeaseDeps }, actor = 'admin') {
+export function secretRoutes(
+  app: FastifyInstance,
+  deps: AdminDeps & { cipher: ValueCipher; leases?: LeaseDeps; readValue?: (req: FastifyRequest, name: string) => Promise<unknown> },
+  actor = 'admin',
+) {
   app.post('/v1/secrets', async (req, reply) => {
     const { secret, rotation } = await createSecret(deps, req.body, actor);
     return reply.status(201).send({ ...secretView(secret), rotationId: rotation.id });
@@ -43,6 +47,8 @@ export function secretRoutes(app: FastifyInstance, deps: AdminDeps & { cipher: V
     const path = (req.params as { '*': string })['*'];
     if (path.endsWith('/value')) {
       const name = splitPath(path, 'value');
+      // Scope checks and coalescing of concurrent reads live in the injector api (issue 5).
+      if (deps.readValue) return deps.readValue(req, name);
       const secret = await findSecret(deps.pool, name);
       if (!secret || secret.current_version === null) throw new NotFoundError(`secret ${name} has no current version`);
       const row = await findVersion(deps.pool, secret.id, secret.current_version);

@@ -1,0 +1,97 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import type pg from 'pg';
+import { findSubscriber, touchSubscribers } from '../../../shared/db/subscriber-store.ts';
+import { ForbiddenError, UnauthorizedError } from '../../../shared/errors.ts';
+import { inScope } from '../../../shared/subscribers/subscriber-scope.ts';
+import { SubscriberTokenVerifier } from '../../../shared/subscribers/subscriber-token.ts';
+
+export type Principal = { kind: 'admin' } | { kind: 'subscriber'; id: string; name: string; scope: string[] };
+
+const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+/** What a cached subscriber lookup holds: enough to decide, nothing secret. */
+interface CachedSubscriber {
+  at: number;
+  live: { name: string; scope: string[]; tokenId: string | null } | null;
+}
+
+/**
+ * Who is calling: the admin token, or a subscriber token. A subscriber token must verify
+ * (subscriber-token.ts) AND name the live subscriber's current token id. That lookup is
+ * cached for `cacheMs` and dropped at once when any rekey process publishes a revocation
+ * (`forget`), so a revoked token stops working immediately on every api, and within
+ * `cacheMs` even if that message was lost with Redis.
+ */
+export class SubscriberAuth {
+  private readonly verifier: SubscriberTokenVerifier;
+  private readonly cache = new Map<string, CachedSubscriber>();
+  private readonly adminDigest: Buffer;
+  private readonly seen = new Set<string>();
+
+  constructor(
+    private readonly deps: { pool: pg.Pool; adminToken: string; cacheMs: number; onRefused: (req: FastifyRequest) => void },
+  ) {
+    this.verifier = new SubscriberTokenVerifier(deps.pool);
+    this.adminDigest = digest(deps.adminToken);
+  }
+
+  async authenticate(req: FastifyRequest): Promise<Principal> {
+    try {
+      return await this.principalOf(req.headers.authorization);
+    } catch (err) {
+      this.deps.onRefused(req);
+      throw err;
+    }
+  }
+
+  private async principalOf(header: string | undefined): Promise<Principal> {
+    const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    if (!token) throw new UnauthorizedError('missing bearer token');
+    if (timingSafeEqual(digest(token), this.adminDigest)) return { kind: 'admin' };
+    if (token.split('.').length !== 3) throw new UnauthorizedError('invalid bearer token');
+    const claims = await this.verifier.verify(token);
+    const sub = await this.lookup(claims.subscriberId);
+    if (!sub || sub.tokenId !== claims.tokenId) throw new UnauthorizedError('subscriber token was revoked');
+    this.seen.add(claims.subscriberId);
+    return { kind: 'subscriber', id: claims.subscriberId, name: sub.name, scope: sub.scope };
+  }
+
+  private async lookup(id: string): Promise<CachedSubscriber['live']> {
+    const hit = this.cache.get(id);
+    if (hit && Date.now() - hit.at < this.deps.cacheMs) return hit.live;
+    const row = await findSubscriber(this.deps.pool, id);
+    const live = row && !row.revoked_at ? { name: row.name, scope: row.scope, tokenId: row.token_id } : null;
+    if (this.cache.size > 100_000) this.cache.clear();
+    this.cache.set(id, { at: Date.now(), live });
+    return live;
+  }
+
+  /** A subscriber was revoked (here or on another process): re-read it on its next request. */
+  forget(subscriberId: string): void {
+    this.cache.delete(subscriberId);
+  }
+
+  /** Marks a subscriber as seen (it holds an open event stream). */
+  markSeen(subscriberId: string): void {
+    this.seen.add(subscriberId);
+  }
+
+  /** Writes last_seen_at for everyone seen since the last flush, in one statement. */
+  async flushSeen(): Promise<void> {
+    if (!this.seen.size) return;
+    const ids = [...this.seen];
+    this.seen.clear();
+    await touchSubscribers(this.deps.pool, ids);
+  }
+}
+
+/** Throws 403 unless the principal may read `secretName`. */
+export function assertInScope(principal: Principal, secretName: string): void {
+  if (principal.kind === 'admin') return;
+  if (!inScope(principal.scope, secretName)) throw new ForbiddenError(`secret ${secretName} is outside this subscriber's scope`);
+}
+
+export function principalScope(principal: Principal): (name: string) => boolean {
+  return principal.kind === 'admin' ? () => true : (name) => inScope(principal.scope, name);
+}
