@@ -29,9 +29,8 @@ const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex
 
 const CONNECT_TIMEOUT_MS = 3000;
 
-function connect(url: string, auth?: { username: string; password: string }): Redis {
+function connect(url: string): Redis {
   const redis = new Redis(url, {
-    ...(auth && { username: auth.username, password: auth.password }),
     lazyConnect: true,
     connectTimeout: CONNECT_TIMEOUT_MS,
     commandTimeout: 10_000,
@@ -101,9 +100,12 @@ export const redisAclProvider: CredentialProvider<RedisAclConfig> = {
   async test(ctx, next) {
     const login = loginOf(next);
     const url = ctx.resolveReference(ctx.config.admin);
-    const redis = connect(url, login);
+    // AUTH sent by hand rather than as a connect option: ioredis reports a refused
+    // connect-time AUTH as a closed connection, which would read as "target down".
+    const redis = connect(url);
     try {
       await redis.connect();
+      await redis.call('AUTH', login.username, login.password);
       const who = await redis.call('ACL', 'WHOAMI').catch(() => null);
       const pong = await redis.ping();
       if (pong !== 'PONG') throw new ProviderError(`test login as ${login.username}: unexpected PING reply`);
