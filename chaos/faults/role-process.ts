@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { forgetGroup, killGroup, trackGroup, until } from './reaper.ts';
+import { forgetGroup, killGroup, sleep, trackGroup } from './reaper.ts';
 
 const cli = fileURLToPath(new URL('../../services/cli/rekey.mjs', import.meta.url));
 
@@ -27,6 +27,8 @@ export class RoleProcess {
   private expectingExit = false;
   apiPort: number | undefined;
   starts = 0;
+  /** Running and past its start-up (every role logged that it is up). */
+  ready = false;
 
   constructor(
     readonly roles: string[],
@@ -71,15 +73,22 @@ export class RoleProcess {
     child.once('exit', (code, signal) => {
       if (partial) this.lines.push(partial);
       forgetGroup(child.pid!);
-      if (this.child === child) this.child = null;
+      if (this.child === child) {
+        this.child = null;
+        this.ready = false;
+      }
       if (!this.expectingExit) this.unexpectedExits.push({ code, signal });
     });
     if (opts.waitReady === false) return;
-    await until(async () => {
+    const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+    for (;;) {
       if (this.child !== child) throw new Error(`${this.label} exited during start: ${this.lines.slice(from).slice(-5).join(' | ')}`);
       const fresh = this.lines.slice(from);
-      return this.roles.every((r) => fresh.some((l) => l.includes(readyMessage[r] ?? `${r} started`)));
-    }, `${this.label} to start`, opts.timeoutMs ?? 60_000, 100);
+      if (this.roles.every((r) => fresh.some((l) => l.includes(readyMessage[r] ?? `${r} started`)))) break;
+      if (Date.now() > deadline) throw new Error(`${this.label} did not start within ${opts.timeoutMs ?? 60_000} ms`);
+      await sleep(100);
+    }
+    this.ready = true;
     const listening = this.lines.slice(from).find((l) => l.includes(readyMessage.api!));
     if (listening) this.apiPort = JSON.parse(listening).port;
   }

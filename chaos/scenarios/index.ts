@@ -2,6 +2,8 @@ import type { Scenario } from '../harness/scenario.ts';
 import { redisKillAof } from './redis-kill-aof.ts';
 import { redisRestartEmpty } from './redis-restart-empty.ts';
 import { rotatorPartition } from './rotator-partition.ts';
+import { workerKillStorm } from './worker-kill-storm.ts';
+import { postgresDown } from './postgres-down.ts';
 
 /** Every scenario, in the order `npm run chaos` runs them. */
-export const scenarios: Scenario[] = [redisKillAof, redisRestartEmpty, rotatorPartition];
+export const scenarios: Scenario[] = [redisKillAof, redisRestartEmpty, rotatorPartition, workerKillStorm, postgresDown];
