@@ -29,6 +29,15 @@ export function createPool(databaseUrl: string, opts: { max?: number; applicatio
 /** Runs fn in a transaction; rolls back on any throw and always releases the client. */
 export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // The pool listens for errors only on idle clients. A server that goes away while we hold
+  // this one between two statements (shutdown, crash, failover) makes it emit 'error' with
+  // no listener, which would kill the process (found by chaos/ postgres-down). Keep the
+  // error, let the next statement fail, and throw the broken client away on release.
+  let broken: Error | undefined;
+  const onError = (err: Error) => {
+    broken = err;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     const result = await fn(client);
@@ -38,6 +47,7 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
     await client.query('ROLLBACK').catch(() => {});
     throw err;
   } finally {
-    client.release();
+    client.off('error', onError);
+    client.release(broken);
   }
 }
