@@ -32,6 +32,8 @@ export const baseEnv = {
   REKEY_MASTER_KEY: z.string().optional(),
   REKEY_DEV_KEY_FILE: z.string().default('.rekey/dev-master.key'),
   NODE_ENV: z.string().default('development'),
+  /** PostgreSQL connections per process; size it to the process's worker concurrency. */
+  DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(500).default(20),
 };
 
 export const apiEnv = {

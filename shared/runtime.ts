@@ -47,12 +47,12 @@ export function referenceResolver(env: NodeJS.ProcessEnv) {
 
 export function createRuntime(
   env: NodeJS.ProcessEnv = process.env,
-  opts: { logDestination?: DestinationStream; name?: string; poolMax?: number } = {},
+  opts: { logDestination?: DestinationStream; name?: string } = {},
 ): Runtime {
   const config = parseEnv(baseEnv, env);
   const log = createLogger({ level: config.LOG_LEVEL, name: opts.name }, opts.logDestination);
   const cipher = new ValueCipher(loadMasterKey(config, log));
-  const pool = createPool(config.DATABASE_URL, { max: opts.poolMax ?? 10, applicationName: opts.name ?? 'rekey' });
+  const pool = createPool(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: opts.name ?? 'rekey' });
   const queues = new QueueClient(config.REDIS_URL, config.REKEY_REDIS_PREFIX);
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2, enableOfflineQueue: false });
   redis.on('error', () => {});
