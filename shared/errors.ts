@@ -65,6 +65,8 @@ const statusByCode: Record<string, number> = {
   conflict: 409,
   rate_limited: 429,
   unavailable: 503,
+  // A credential target refused (lease routes call targets synchronously): not the client's fault.
+  provider_error: 502,
 };
 
 export function httpStatusOf(err: Error): number {

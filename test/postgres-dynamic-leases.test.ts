@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeTargetPools } from '../shared/providers/postgres-target/postgres-target.ts';
 import { PasswordPostgres } from './support/password-postgres.ts';
@@ -9,19 +10,25 @@ let t: TestEnv;
 let rekey: InProcessRekey;
 let target: PasswordPostgres;
 const passwords = new Set<string>();
+const adminPassword = `admin-${randomBytes(12).toString('hex')}`;
 
 beforeAll(async () => {
   target = await PasswordPostgres.start();
   await target.admin(async (c) => {
     await c.query('CREATE DATABASE app');
     await c.query('CREATE ROLE app_group NOLOGIN');
+    // Not a superuser: what the README says an operator must grant.
+    await c.query(`CREATE ROLE rekey_admin LOGIN CREATEROLE PASSWORD '${adminPassword}' IN ROLE pg_signal_backend`);
   });
   await target.admin(async (c) => {
     await c.query('CREATE TABLE orders (id int)');
     await c.query('INSERT INTO orders VALUES (1), (2)');
     await c.query('GRANT SELECT ON orders TO app_group');
   }, 'app');
-  t = await createTestEnv({ PG_TARGET_ADMIN: target.adminUrl('app'), LEASE_REAPER_INTERVAL_MS: '200' });
+  const adminUrl = new URL(target.adminUrl('app'));
+  adminUrl.username = 'rekey_admin';
+  adminUrl.password = adminPassword;
+  t = await createTestEnv({ PG_TARGET_ADMIN: adminUrl.toString(), LEASE_REAPER_INTERVAL_MS: '200' });
   rekey = await startRekey(t);
   for (const name of ['db/app', 'db/emergency']) {
     const created = await rekey.api('POST', '/v1/secrets', {
@@ -132,7 +139,7 @@ describe('postgres-dynamic leases', () => {
     const audit = JSON.stringify((await t.pool.query('SELECT * FROM audit_events')).rows);
     const logs = rekey.logs.text();
     expect(passwords.size).toBeGreaterThanOrEqual(100);
-    for (const p of passwords) {
+    for (const p of [...passwords, adminPassword]) {
       expect(rows.includes(p)).toBe(false);
       expect(audit.includes(p)).toBe(false);
       expect(logs.includes(p)).toBe(false);

@@ -41,8 +41,17 @@ async function dropOne(c: pg.PoolClient, username: string, groupRole: string): P
   await terminateRoleSessions(c, username, null);
   await c.query('BEGIN');
   try {
-    await c.query(`REASSIGN OWNED BY ${ident(username)} TO ${ident(groupRole)}`);
-    await c.query(`DROP OWNED BY ${ident(username)}`);
+    // Only when the lease owns or was granted something here: REASSIGN OWNED needs more
+    // than CREATEROLE (membership in the lease role), the plain drop does not.
+    const { rows } = await c.query<{ owns: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM pg_shdepend d JOIN pg_roles r ON d.refclassid = 'pg_authid'::regclass AND d.refobjid = r.oid
+         WHERE r.rolname = $1 AND d.deptype IN ('o', 'a')) AS owns`,
+      [username],
+    );
+    if (rows[0]!.owns) {
+      await c.query(`REASSIGN OWNED BY ${ident(username)} TO ${ident(groupRole)}`);
+      await c.query(`DROP OWNED BY ${ident(username)}`);
+    }
     await c.query(`DROP ROLE ${ident(username)}`);
     await c.query('COMMIT');
   } catch (err) {
