@@ -7,6 +7,7 @@ import { listAudit } from '../../../shared/db/audit-log.ts';
 import { NotFoundError } from '../../../shared/errors.ts';
 import { parseInput } from '../../../shared/secret-admin.ts';
 import { rotationView } from '../views.ts';
+import { deliveriesOf } from '../../../shared/db/propagation-store.ts';
 
 const statuses = ['queued', 'minting', 'setting', 'testing', 'activating', 'notifying', 'revoking', 'completed', 'failed'] as const;
 
@@ -31,7 +32,8 @@ export function rotationRoutes(app: FastifyInstance, deps: { pool: pg.Pool }) {
     const rotation = await findRotation(deps.pool, id);
     if (!rotation) throw new NotFoundError(`rotation ${id} not found`);
     const name = (await deps.pool.query<{ name: string }>('SELECT name FROM secrets WHERE id = $1', [rotation.secret_id])).rows[0]!.name;
-    return rotationView(rotation, name);
+    // Per-subscriber delivery and ack state (issue 5).
+    return { ...rotationView(rotation, name), deliveries: await deliveriesOf(deps.pool, rotation.id) };
   });
 
   app.get('/v1/rotations', async (req) => {
