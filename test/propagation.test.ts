@@ -59,15 +59,21 @@ describe('propagation to 200 subscribers', () => {
       }
     };
     const v1 = (await rekey.api('GET', '/v1/secrets/prop/key/value')).body.value as string;
-    await waitFor(async () => [0, 1, 2].every((i) => file(i) === v1), { what: 'injector files at v1', timeoutMs: 30_000 });
+    await waitFor(async () => [0, 1, 2].every((i) => file(i) === v1), { what: 'injector files at v1', timeoutMs: 60_000 });
     // Everyone is live (seen by the api) before the rotation snapshots who must ack.
     await waitFor(async () => Number((await t.pool.query(`SELECT count(*) FROM subscribers WHERE last_seen_at IS NOT NULL`)).rows[0].count) === 203, { what: 'all seen' });
 
     const { body } = await rekey.api('POST', '/v1/secrets/prop/key/rotate', { reason: 'propagation test' });
+    let last: any = null;
     const done = await waitFor(async () => {
-      const r = (await rekey.api('GET', `/v1/rotations/${body.rotationId}`)).body;
+      const r = (last = (await rekey.api('GET', `/v1/rotations/${body.rotationId}`)).body);
       return r.propagatedAt && r.status === 'completed' ? r : null;
-    }, { what: 'propagated and revoked', timeoutMs: 30_000 });
+    }, { what: 'propagated and revoked', timeoutMs: 60_000 }).catch((err) => {
+      // Say who is missing: a timeout alone does not tell a slow machine from a lost ack.
+      const unacked = last?.deliveries?.filter((d: { ackedAt: string | null }) => !d.ackedAt).map((d: { subscriber: string }) => d.subscriber);
+      const behind = clients.filter((c) => c.version('prop/key') !== 2).length;
+      throw new Error(`${err.message}: status ${last?.status}, ${last?.deliveries?.length} deliveries, unacked ${JSON.stringify(unacked)}, sdk clients behind ${behind}`);
+    });
 
     const v2 = (await rekey.api('GET', '/v1/secrets/prop/key/value')).body;
     expect(v2.version).toBe(2);
@@ -88,5 +94,5 @@ describe('propagation to 200 subscribers', () => {
     // The value never reaches a log line.
     expect(rekey.logs.text()).not.toContain(v2.value);
     for (const i of injectors) expect(i.output()).not.toContain(v2.value);
-  });
+  }, 180_000);
 });
