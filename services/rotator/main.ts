@@ -4,6 +4,7 @@ import { jitteredBackoff } from '../../shared/queues/queue-client.ts';
 import type { RotationQueue } from '../../shared/queues/job-catalogue.ts';
 import type { Runtime } from '../../shared/runtime.ts';
 import { RotationStateMachine } from './rotation-state-machine.ts';
+import { ScheduledLaneYield } from './scheduled-lane-yield.ts';
 
 /**
  * The rotator role: one worker per lane. The emergency lane has workers of its own, so
@@ -32,19 +33,24 @@ export async function startRotator(rt: Runtime): Promise<void> {
     log.debug({ rotationId, queue, outcome }, 'rotation job done');
   };
 
-  for (const queue of ['rotations', 'rotations-emergency'] as const) {
-    rt.queues.createWorker(
-      queue,
-      {
-        rotate: ({ rotationId }, job, token) => handle(queue, rotationId, job, token),
-        revoke: ({ rotationId }, job, token) => handle(queue, rotationId, job, token),
-      },
-      {
-        concurrency: queue === 'rotations' ? cfg.ROTATOR_CONCURRENCY : cfg.ROTATOR_EMERGENCY_CONCURRENCY,
-        lockDurationMs: cfg.JOB_LOCK_MS,
-        backoffMs: jitteredBackoff(cfg.ROTATION_BACKOFF_MS),
-      },
-    );
-  }
+  const workerOpts = (concurrency: number) => ({ concurrency, lockDurationMs: cfg.JOB_LOCK_MS, backoffMs: jitteredBackoff(cfg.ROTATION_BACKOFF_MS) });
+  const scheduledLane = rt.queues.createWorker(
+    'rotations',
+    {
+      rotate: ({ rotationId }, job, token) => handle('rotations', rotationId, job, token),
+      revoke: ({ rotationId }, job, token) => handle('rotations', rotationId, job, token),
+    },
+    workerOpts(cfg.ROTATOR_CONCURRENCY),
+  );
+  // While emergency jobs run here, the scheduled lane takes no new ones (see ScheduledLaneYield).
+  const yieldLane = new ScheduledLaneYield(scheduledLane);
+  rt.queues.createWorker(
+    'rotations-emergency',
+    {
+      rotate: ({ rotationId }, job, token) => yieldLane.around(() => handle('rotations-emergency', rotationId, job, token)),
+      revoke: ({ rotationId }, job, token) => yieldLane.around(() => handle('rotations-emergency', rotationId, job, token)),
+    },
+    workerOpts(cfg.ROTATOR_EMERGENCY_CONCURRENCY),
+  );
   log.info({ concurrency: cfg.ROTATOR_CONCURRENCY, emergencyConcurrency: cfg.ROTATOR_EMERGENCY_CONCURRENCY }, 'rotator started');
 }
