@@ -357,3 +357,37 @@ describe('not configured', () => {
     }
   });
 });
+
+describe('a lane of its own', () => {
+  it('completes an emergency rotation while a backlog of 500 scheduled rotations is still queued', async () => {
+    await createSecret('lane/target');
+    await t.pool.query(
+      `INSERT INTO secrets (name, provider, config, policy, next_rotation_at)
+       SELECT 'lane/bulk-' || g, 'random', '{}', '{"interval": "1h", "grace": "0s", "terminateSessions": false}', now()
+       FROM generate_series(1, 500) g`,
+    );
+    const scheduled = async (status?: string) =>
+      (await t.pool.query(`SELECT count(*)::int AS n FROM rotations WHERE trigger = 'schedule' AND ($1::text IS NULL OR status = $1)`, [status ?? null])).rows[0].n as number;
+    await waitFor(async () => (await scheduled()) >= 500, { what: 'the scheduler to queue the backlog' });
+    const r = await deliver(rekey.baseUrl, { secrets: [oldSecret], body: body({ secret: 'lane/target', reason: 'leak during backlog' }) });
+    expect(r.status).toBe(202);
+    const done = await completed(r.body.rotationIds[0]);
+    const scheduledDone = await scheduled('completed');
+    expect(done.status).toBe('completed');
+    // It did not wait its turn: most of the backlog is still unfinished.
+    expect(scheduledDone).toBeLessThan(250);
+  });
+});
+
+describe('rekey status', () => {
+  it('prints recent rotations and time-to-revoke percentiles by trigger', async () => {
+    const { printStatus } = await import('../services/cli/status-command.ts');
+    const lines: string[] = [];
+    expect(await printStatus(t.pool, undefined, (s) => lines.push(s))).toBe(0);
+    const out = lines.join('\n');
+    expect(out).toMatch(/ROTATION\s+SECRET\s+TRIGGER\s+STATUS/);
+    expect(out).toMatch(/TIME-TO-REVOKE.*p50 ms.*p99 ms/);
+    expect(lines.find((l) => /^\s+webhook\s+\d+\s+\d+/.test(l))).toBeTruthy();
+    expect(lines.find((l) => /^\s+emergency\s+\d+\s+\d+/.test(l))).toBeTruthy();
+  });
+});
