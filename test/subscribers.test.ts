@@ -79,6 +79,19 @@ describe('subscribers and their tokens', () => {
   });
 });
 
+describe('value fetch coalescing', () => {
+  it('300 concurrent fetches of one secret coalesce into fewer PostgreSQL reads and all get the same version', async () => {
+    const { token } = await addSubscriber('herd', ['team-a/']);
+    const coalesced = async () => Number(/rekey_value_fetch_coalesced_total (\d+)/.exec(await fetch(`${rekey.baseUrl}/metrics`).then((r) => r.text()))?.[1] ?? 0);
+    const before = await coalesced();
+    const results = await Promise.all(Array.from({ length: 300 }, () => rekey.api('GET', '/v1/secrets/team-a/api-key/value', undefined, as(token))));
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    expect(new Set(results.map((r) => `${r.body.version}:${r.body.value}`)).size).toBe(1);
+    // Every request either ran a read or joined the next one: far fewer reads than requests.
+    expect((await coalesced()) - before).toBeGreaterThan(50);
+  });
+});
+
 describe('scoped event stream', () => {
   it('a team-a/ subscriber sees team-a events and never team-b ones; a revoked one is cut off', async () => {
     const { id, token } = await addSubscriber('stream-a', ['team-a/']);
@@ -104,6 +117,10 @@ describe('scoped event stream', () => {
     await waitFor(async () => (await rekey.api('GET', `/v1/rotations/${b.body.rotationId}`)).body.status === 'completed', { what: 'b done' });
     await waitFor(async () => (await t.pool.query(`SELECT 1 FROM events WHERE rotation_id = $1 AND published_at IS NOT NULL AND type LIKE '%revoked'`, [b.body.rotationId])).rowCount, { what: 'b revoked event out' });
     expect(payloads().every((p) => p.data.secret.startsWith('team-a/'))).toBe(true);
+    // The refetch-spread hint rides in the signed data; never a value.
+    const rotated = payloads().find((p) => p.data.rotationId === a.body.rotationId);
+    expect(rotated.data.refetchSpreadMs).toEqual(expect.any(Number));
+    expect(Object.keys(rotated.data).sort()).toEqual(['emergency', 'previousVersion', 'refetchSpreadMs', 'revokeAt', 'rotationId', 'secret', 'version']);
     expect(payloads().some((p) => p.data.rotationId === b.body.rotationId)).toBe(false);
     // b's events did go out (the client proves the stream works; the raw one proves the filter).
     const bEvents = await t.redis.xrange(`${t.prefix}:events:stream`, '-', '+');

@@ -17,6 +17,7 @@ export async function startApi(rt: Runtime): Promise<{ port: number }> {
     prefix: rt.config.REKEY_REDIS_PREFIX,
     liveMs: sub.REKEY_SUBSCRIBER_LIVE_MS,
     cacheMs: sub.REKEY_SUBSCRIBER_CACHE_MS,
+    coalesceReads: sub.REKEY_COALESCE_VALUE_READS,
   });
   await injector.start();
   rt.defer(() => injector.stop());

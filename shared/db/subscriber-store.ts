@@ -34,6 +34,11 @@ export async function findSubscriber(db: Queryable, id: string): Promise<Subscri
   return rows[0] ?? null;
 }
 
+export async function findSubscribers(db: Queryable, ids: string[]): Promise<SubscriberRow[]> {
+  const { rows } = await db.query<SubscriberRow>('SELECT * FROM subscribers WHERE id = ANY($1::uuid[])', [ids]);
+  return rows;
+}
+
 export async function listSubscribers(db: Queryable, opts: { includeRevoked: boolean }): Promise<SubscriberRow[]> {
   const { rows } = await db.query<SubscriberRow>(
     `SELECT * FROM subscribers ${opts.includeRevoked ? '' : 'WHERE revoked_at IS NULL'} ORDER BY name, created_at`,

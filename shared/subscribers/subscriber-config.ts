@@ -14,6 +14,8 @@ export const subscriberEnv = {
   REKEY_REFETCH_SPREAD_MAX_MS: z.coerce.number().int().min(0).default(10_000),
   /** Emergency rotations revoke at once: their refetch spread is capped much lower. */
   REKEY_REFETCH_SPREAD_EMERGENCY_MAX_MS: z.coerce.number().int().min(0).default(500),
+  /** Concurrent value reads of one secret share one PostgreSQL read. Off only to measure the herd without it (bench/). */
+  REKEY_COALESCE_VALUE_READS: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
   REKEY_WEBHOOK_ATTEMPTS: z.coerce.number().int().min(1).default(10),
   REKEY_WEBHOOK_BACKOFF_MS: z.coerce.number().int().min(1).default(1_000),
   REKEY_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).default(5_000),

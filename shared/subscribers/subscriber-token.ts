@@ -17,6 +17,8 @@ export const tokenAlgorithms = ['EdDSA'];
 export interface TokenClaims {
   subscriberId: string;
   tokenId: string;
+  /** Expiry, epoch milliseconds. */
+  expiresAt: number;
 }
 
 export function issueSubscriberToken(keys: SystemKeys, t: { subscriberId: string; tokenId: string; scope: string[]; expiresAt: Date }): Promise<string> {
@@ -49,7 +51,7 @@ export class SubscriberTokenVerifier {
       requiredClaims: ['exp', 'sub', 'jti'],
       clockTolerance: 5,
     });
-    return { subscriberId: payload.sub!, tokenId: payload.jti! };
+    return { subscriberId: payload.sub!, tokenId: payload.jti!, expiresAt: payload.exp! * 1000 };
   }
 
   private async keys(reload: boolean) {

@@ -21,6 +21,8 @@ export interface InjectorApiOptions {
   prefix: string;
   liveMs: number;
   cacheMs: number;
+  /** @defaultValue true */
+  coalesceReads?: boolean;
 }
 
 const ackBody = z.object({ secret: secretName, version: z.number().int().positive() }).strict();
@@ -38,7 +40,7 @@ export function createInjectorApi(rt: Pick<Runtime, 'pool' | 'queues' | 'redis' 
     cacheMs: opts.cacheMs,
     onRefused: (req) => rt.metrics.httpUnauthorized.inc({ route: req.routeOptions.url ?? 'unknown' }),
   });
-  const values = new CoalescingValueReader({ pool: rt.pool, cipher: rt.cipher, onCoalesced: () => metrics.valueFetchCoalesced.inc() });
+  const values = new CoalescingValueReader({ pool: rt.pool, cipher: rt.cipher, onCoalesced: () => metrics.valueFetchCoalesced.inc(), coalesce: opts.coalesceReads });
   const hub = new EventHub({
     redisUrl: opts.redisUrl,
     prefix: opts.prefix,

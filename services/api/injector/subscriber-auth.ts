@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type pg from 'pg';
-import { findSubscriber, touchSubscribers } from '../../../shared/db/subscriber-store.ts';
+import { findSubscribers, touchSubscribers } from '../../../shared/db/subscriber-store.ts';
 import { ForbiddenError, UnauthorizedError } from '../../../shared/errors.ts';
 import { inScope } from '../../../shared/subscribers/subscriber-scope.ts';
 import { SubscriberTokenVerifier } from '../../../shared/subscribers/subscriber-token.ts';
@@ -28,6 +28,10 @@ export class SubscriberAuth {
   private readonly cache = new Map<string, CachedSubscriber>();
   private readonly adminDigest: Buffer;
   private readonly seen = new Set<string>();
+  private readonly pending = new Map<string, { resolve: (v: CachedSubscriber['live']) => void; reject: (e: unknown) => void }[]>();
+  private flushScheduled = false;
+  /** Tokens that verified, until they expire: the signature check is not redone on every request. */
+  private readonly verified = new Map<string, { claims: { subscriberId: string; tokenId: string }; exp: number }>();
 
   constructor(
     private readonly deps: { pool: pg.Pool; adminToken: string; cacheMs: number; onRefused: (req: FastifyRequest) => void },
@@ -50,7 +54,7 @@ export class SubscriberAuth {
     if (!token) throw new UnauthorizedError('missing bearer token');
     if (timingSafeEqual(digest(token), this.adminDigest)) return { kind: 'admin' };
     if (token.split('.').length !== 3) throw new UnauthorizedError('invalid bearer token');
-    const claims = await this.verifier.verify(token);
+    const claims = await this.verifiedClaims(token);
     const sub = await this.lookup(claims.subscriberId);
     if (!sub || sub.tokenId !== claims.tokenId) throw new UnauthorizedError('subscriber token was revoked');
     this.seen.add(claims.subscriberId);
@@ -60,11 +64,54 @@ export class SubscriberAuth {
   private async lookup(id: string): Promise<CachedSubscriber['live']> {
     const hit = this.cache.get(id);
     if (hit && Date.now() - hit.at < this.deps.cacheMs) return hit.live;
-    const row = await findSubscriber(this.deps.pool, id);
-    const live = row && !row.revoked_at ? { name: row.name, scope: row.scope, tokenId: row.token_id } : null;
-    if (this.cache.size > 100_000) this.cache.clear();
-    this.cache.set(id, { at: Date.now(), live });
-    return live;
+    return this.batched(id);
+  }
+
+  /**
+   * Cache misses that arrive in the same tick share one query: a fleet reconnecting or
+   * refetching at once costs PostgreSQL one round trip per ~1000 subscribers, not one each.
+   */
+  private batched(id: string): Promise<CachedSubscriber['live']> {
+    let waiters = this.pending.get(id);
+    if (!waiters) this.pending.set(id, (waiters = []));
+    const promise = new Promise<CachedSubscriber['live']>((resolve, reject) => waiters!.push({ resolve, reject }));
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => void this.flushLookups());
+    }
+    return promise;
+  }
+
+  private async flushLookups(): Promise<void> {
+    this.flushScheduled = false;
+    const batch = new Map(this.pending);
+    this.pending.clear();
+    const ids = [...batch.keys()];
+    for (let i = 0; i < ids.length; i += 1000) {
+      const chunk = ids.slice(i, i + 1000);
+      try {
+        const rows = await findSubscribers(this.deps.pool, chunk);
+        const byId = new Map(rows.map((r) => [r.id, r]));
+        if (this.cache.size > 100_000) this.cache.clear();
+        for (const sid of chunk) {
+          const row = byId.get(sid);
+          const live = row && !row.revoked_at ? { name: row.name, scope: row.scope, tokenId: row.token_id } : null;
+          this.cache.set(sid, { at: Date.now(), live });
+          for (const w of batch.get(sid)!) w.resolve(live);
+        }
+      } catch (err) {
+        for (const sid of chunk) for (const w of batch.get(sid)!) w.reject(err);
+      }
+    }
+  }
+
+  private async verifiedClaims(token: string) {
+    const hit = this.verified.get(token);
+    if (hit && hit.exp > Date.now()) return hit.claims;
+    const claims = await this.verifier.verify(token);
+    if (this.verified.size > 100_000) this.verified.clear();
+    this.verified.set(token, { claims: { subscriberId: claims.subscriberId, tokenId: claims.tokenId }, exp: Math.min(claims.expiresAt, Date.now() + 10 * 60_000) });
+    return claims;
   }
 
   /** A subscriber was revoked (here or on another process): re-read it on its next request. */

@@ -30,10 +30,11 @@ export class CoalescingValueReader {
   private readonly flights = new Map<string, Flight>();
 
   constructor(
-    private readonly deps: { pool: pg.Pool; cipher: ValueCipher; onCoalesced?: () => void },
+    private readonly deps: { pool: pg.Pool; cipher: ValueCipher; onCoalesced?: () => void; coalesce?: boolean },
   ) {}
 
   read(name: string): Promise<CurrentValue> {
+    if (this.deps.coalesce === false) return this.load(name);
     let flight = this.flights.get(name);
     if (!flight) {
       flight = { running: false, pending: null };
