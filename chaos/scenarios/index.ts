@@ -4,6 +4,7 @@ import { redisRestartEmpty } from './redis-restart-empty.ts';
 import { rotatorPartition } from './rotator-partition.ts';
 import { workerKillStorm } from './worker-kill-storm.ts';
 import { postgresDown } from './postgres-down.ts';
+import { rotationHerd } from './rotation-herd.ts';
 
 /** Every scenario, in the order `npm run chaos` runs them. */
-export const scenarios: Scenario[] = [redisKillAof, redisRestartEmpty, rotatorPartition, workerKillStorm, postgresDown];
+export const scenarios: Scenario[] = [redisKillAof, redisRestartEmpty, rotatorPartition, workerKillStorm, postgresDown, rotationHerd];
