@@ -107,7 +107,10 @@ export async function checkInvariants(
   for (const v of versions) {
     if (!v.key_id) continue;
     try {
-      values.add(env.cipher.open(v.name, v.version, { keyId: v.key_id, iv: v.iv, ciphertext: v.ciphertext, tag: v.tag }));
+      const value = env.cipher.open(v.name, v.version, { keyId: v.key_id, iv: v.iv, ciphertext: v.ciphertext, tag: v.tag });
+      values.add(value);
+      // A structured value ({username, password}) leaks by its secret part alone.
+      for (const part of secretParts(value)) values.add(part);
       if (v.state === 'current') openable.add(v.name);
     } catch {}
   }
@@ -141,4 +144,15 @@ function findValues(text: string, values: Set<string>): number {
   // A value embedded in a longer token (e.g. in a URL) is still a leak.
   if (seen.size === 0 && values.size <= 2000) for (const v of values) if (text.includes(v)) seen.add(v);
   return seen.size;
+}
+
+function secretParts(value: string): string[] {
+  if (!value.startsWith('{')) return [];
+  try {
+    return Object.entries(JSON.parse(value) as Record<string, unknown>)
+      .filter(([k, v]) => typeof v === 'string' && v.length >= 16 && !['username', 'kid', 'alg'].includes(k))
+      .map(([, v]) => v as string);
+  } catch {
+    return [];
+  }
 }

@@ -5,6 +5,7 @@ import { rotatorPartition } from './rotator-partition.ts';
 import { workerKillStorm } from './worker-kill-storm.ts';
 import { postgresDown } from './postgres-down.ts';
 import { rotationHerd } from './rotation-herd.ts';
+import { targetDown } from './target-down.ts';
 
 /** Every scenario, in the order `npm run chaos` runs them. */
-export const scenarios: Scenario[] = [redisKillAof, redisRestartEmpty, rotatorPartition, workerKillStorm, postgresDown, rotationHerd];
+export const scenarios: Scenario[] = [redisKillAof, redisRestartEmpty, rotatorPartition, workerKillStorm, postgresDown, targetDown, rotationHerd];

@@ -3,17 +3,22 @@ import type { Scenario } from '../harness/scenario.ts';
 import { requestRotations, seedSecrets, waitForAllEnded } from '../harness/workload.ts';
 
 /**
- * Scenario 3. Rotator A reaches Redis through a fault proxy; rotator B directly. With
- * rotations flowing, A is blackholed from Redis (sockets open, nothing flows) for several
- * job-lock periods: its job locks expire, B takes its jobs over and re-claims the
- * rotations (bumping the fence). A keeps its PostgreSQL connection, so when the partition
- * heals its held Redis calls return and it carries on with steps it no longer owns. Those
- * late writes must change nothing: the fence check turns each into a FencedError.
+ * Scenario 3. Rotator A reaches Redis and PostgreSQL through fault proxies; rotator B
+ * directly. With rotations flowing, A is blackholed (sockets open, nothing flows) for
+ * several job-lock periods: its job locks expire, B takes its jobs over and re-claims the
+ * rotations (bumping the fence). When the partition heals, A's held statements arrive and
+ * it carries on with steps it no longer owns. Those late writes must change nothing: the
+ * fence check turns each into a FencedError.
+ *
+ * Why PostgreSQL too: rekey bounds every Redis call (2 s), so a worker cut off from Redis
+ * alone finishes its in-flight steps in PostgreSQL before its job lock even expires, and
+ * fencing is never needed. Cutting A's PostgreSQL as well holds it mid-step, which is
+ * what a paused VM, a long GC or a real network partition does.
  */
 export const rotatorPartition: Scenario = {
   name: 'rotator-partition',
-  title: 'One rotator blackholed from Redis for longer than its job lock while another runs',
-  fault: 'TCP blackhole between rotator A and Redis for 4 job-lock periods (JOB_LOCK_MS=3000), then heal',
+  title: 'One rotator partitioned (Redis and PostgreSQL blackholed) for longer than its job lock while another runs',
+  fault: 'TCP blackhole between rotator A and Redis + PostgreSQL for 4 job-lock periods (JOB_LOCK_MS=3000), then heal',
   invariant: 'fencing prevents a double activation; the partitioned worker’s late writes change nothing',
   quick: true,
   timeoutMs: (quick) => (quick ? 120_000 : 240_000),
@@ -24,33 +29,39 @@ export const rotatorPartition: Scenario = {
     const names = await seedSecrets(env, secrets);
     const proxy = await TcpFaultProxy.start({ port: env.redis.port });
     env.cleanups.push('redis proxy', () => proxy.close());
+    const pgProxy = await TcpFaultProxy.start({ port: env.postgres.port });
+    env.cleanups.push('postgres proxy', () => pgProxy.close());
     const lockMs = 3000;
     const [api] = await Promise.all([
       env.start(['api'], {}, 'api'),
       env.start(['scheduler'], {}, 'scheduler'),
       env.start(['notifier'], {}, 'notifier'),
-      env.start(['rotator'], { REDIS_URL: proxy.via(env.redis.url), JOB_LOCK_MS: String(lockMs) }, 'rotator-a (partitioned)'),
+      env.start(['rotator'], { REDIS_URL: proxy.via(env.redis.url), DATABASE_URL: pgProxy.via(env.databaseUrl), JOB_LOCK_MS: String(lockMs) }, 'rotator-a (partitioned)'),
       env.start(['rotator'], { JOB_LOCK_MS: String(lockMs) }, 'rotator-b'),
     ]);
     const rotatorA = env.processes.find((p) => p.label.startsWith('rotator-a'))!;
     const requests = Array.from({ length: rounds }, () => names).flat();
     note(`requesting ${requests.length} rotations of ${secrets} secrets`);
-    let partition: Promise<void> | null = null;
-    const outcome = await requestRotations(env, api!, requests, {
-      concurrency: 16,
-      perSecond: 250,
-      onSent: (sent) => {
-        if (sent !== Math.floor(requests.length / 3)) return;
-        partition = (async () => {
-          await proxy.blackhole();
-          note('rotator A blackholed from Redis');
-          await sleep(lockMs * 4);
-          await proxy.pass();
-          note('partition healed');
-        })();
-      },
-    });
+    // Partition A only once both rotators are saturated (a backlog is queued), so A
+    // certainly holds rotations mid-step when its Redis goes silent.
+    let partitioned = false;
+    const partition = (async () => {
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline) {
+        const { rows } = await env.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM rotations WHERE status = 'queued'`);
+        if (rows[0]!.n >= 30) break;
+        await sleep(100);
+      }
+      partitioned = true;
+      await Promise.all([proxy.blackhole(), pgProxy.blackhole()]);
+      note('rotator A blackholed from Redis and PostgreSQL');
+      await sleep(lockMs * 4);
+      await Promise.all([proxy.pass(), pgProxy.pass()]);
+      note('partition healed');
+    })();
+    const outcome = await requestRotations(env, api!, requests, { concurrency: 32, perSecond: 400 });
     await partition;
+    check('the partition started during the storm', partitioned);
     figures.refused = outcome.refused;
     figures.drainAfterRequestsMs = await waitForAllEnded(env, quick ? 60_000 : 120_000);
     // Give A's late calls time to land after the drain.
