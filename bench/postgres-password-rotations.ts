@@ -104,6 +104,19 @@ try {
        FROM (SELECT extract(epoch FROM completed_at - triggered_at) * 1000 AS ms FROM rotations WHERE trigger = 'manual') t`,
     );
 
+    // Where an end-to-end rotation spends its time (median per step), to read the ratio by.
+    const steps = (
+      await pool.query(
+        `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM minting_at - queued_at) * 1000) AS queued,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM setting_at - minting_at) * 1000) AS minting,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM testing_at - setting_at) * 1000) AS setting,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM activating_at - testing_at) * 1000) AS testing,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM notifying_at - activating_at) * 1000) AS activating,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM revoking_at - notifying_at) * 1000) AS notifying,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - revoking_at) * 1000) AS revoking
+         FROM rotations WHERE trigger = 'manual'`,
+      )
+    ).rows[0] as Record<string, number>;
     const rawVerifier = await raw(target, n, async (i) => `ALTER ROLE ${roleOf(i)} PASSWORD '${await scramSha256Verifier(randomBytes(32).toString('base64url'))}'`);
     const rawPlaintext = await raw(target, n, async (i) => `ALTER ROLE ${roleOf(i)} PASSWORD '${randomBytes(32).toString('base64url')}'`);
     const endToEnd = n / seconds;
@@ -114,6 +127,7 @@ try {
       concurrency,
       endToEndRotationsPerSecond: Number(endToEnd.toFixed(1)),
       endToEndTriggerToCompletedMs: { p50: Math.round(rows[0].p50), p99: Math.round(rows[0].p99) },
+      endToEndStepMedianMs: Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, Number(Number(v).toFixed(1))])),
       // The baseline: the statement rekey sends (client-side SCRAM verifier), issued directly.
       rawAlterRolePasswordPerSecond: Number(rawVerifier.toFixed(1)),
       rawMsPerAlterRole: Number(((1000 * concurrency) / rawVerifier).toFixed(2)),
