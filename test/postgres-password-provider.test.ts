@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeTargetPools } from '../shared/providers/postgres-target/postgres-target.ts';
+import { TcpFaultProxy } from '../chaos/faults/index.ts';
 import { PasswordPostgres } from './support/password-postgres.ts';
 import { startRekey, type InProcessRekey } from './support/rekey-process.ts';
 import { createTestEnv, waitFor, type TestEnv } from './support/test-env.ts';
@@ -11,6 +12,7 @@ import { createTestEnv, waitFor, type TestEnv } from './support/test-env.ts';
 let t: TestEnv;
 let rekey: InProcessRekey;
 let target: PasswordPostgres;
+let proxy: TcpFaultProxy;
 const suffix = randomBytes(3).toString('hex');
 const role = (name: string) => `app_${name}_${suffix}`;
 /** Every password rekey ever served in this file: none may reach a log. */
@@ -22,15 +24,17 @@ beforeAll(async () => {
   await target.admin(async (c) => {
     await c.query('CREATE DATABASE app');
     await c.query('CREATE DATABASE app_locked');
-    for (const r of ['single', 'alt1', 'alt2', 'loop1', 'loop2', 'down1', 'down2', 'revert']) await c.query(`CREATE ROLE ${role(r)} LOGIN`);
+    for (const r of ['single', 'alt1', 'alt2', 'loop1', 'loop2', 'down1', 'down2', 'cut1', 'cut2', 'revert']) await c.query(`CREATE ROLE ${role(r)} LOGIN`);
   });
-  t = await createTestEnv({ PG_TARGET_ADMIN: target.adminUrl(), ROTATION_ATTEMPTS: '3', ROTATION_BACKOFF_MS: '50' });
+  proxy = await TcpFaultProxy.start({ port: target.cluster.port });
+  t = await createTestEnv({ PG_TARGET_ADMIN: target.adminUrl(), PG_TARGET_VIA_PROXY: proxy.via(target.adminUrl()), ROTATION_ATTEMPTS: '3', ROTATION_BACKOFF_MS: '50' });
   rekey = await startRekey(t);
 });
 afterAll(async () => {
   for (const s of sessions) await s.end().catch(() => {});
   await rekey?.stop();
   await closeTargetPools();
+  await proxy?.close();
   await target?.cleanup();
   await t?.cleanup();
 });
@@ -200,6 +204,31 @@ describe('postgres-password, target down', () => {
     expect(v3.username).toBe(role('down2'));
     expect(await target.loginError(v3.username, v3.password, 'app')).toBeNull();
     expect(await target.loginError(v1.username, v1.password, 'app')).not.toBeNull();
+  });
+
+  it('cut off by a proxy (every connection reset): the same — fails after retries, old works, next succeeds', async () => {
+    const created = await rekey.api('POST', '/v1/secrets', {
+      name: 'pg/cut',
+      provider: 'postgres-password',
+      config: { admin: 'env:PG_TARGET_VIA_PROXY', database: 'app', strategy: 'alternating', roles: [role('cut1'), role('cut2')] },
+    });
+    expect(created.status).toBe(201);
+    await waitFor(async () => (await rekey.api('GET', `/v1/rotations/${created.body.rotationId}`)).body.status === 'completed', { what: 'pg/cut v1' });
+    const v1 = await current('pg/cut');
+    await proxy.set({ mode: 'reset' });
+    let failed: any;
+    try {
+      failed = await rotate('pg/cut', { reason: 'partitioned from the target' }, ['failed', 'completed']);
+    } finally {
+      await proxy.set({ mode: 'pass' });
+    }
+    expect(failed.status).toBe('failed');
+    expect(failed.failedStep).toBe('setting');
+    expect(failed.error).toMatch(/target unreachable/);
+    expect(await target.loginError(v1.username, v1.password, 'app')).toBeNull();
+    expect((await rotate('pg/cut', { reason: 'healed' }, ['completed', 'failed'])).status).toBe('completed');
+    const v3 = await current('pg/cut');
+    expect(await target.loginError(v3.username, v3.password, 'app')).toBeNull();
   });
 });
 
