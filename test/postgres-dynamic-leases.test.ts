@@ -104,7 +104,7 @@ describe('postgres-dynamic leases', () => {
   });
 
   it('reaps an expired lease without any call', async () => {
-    const l = await lease('db/app', { ttl: '1s' });
+    const l = await lease('db/app', { ttl: '3s' });
     expect(await leaseRoles()).toContain(l.username);
     await waitFor(async () => !(await leaseRoles()).includes(l.username), { what: 'expired lease role dropped', timeoutMs: 15_000 });
     const shown = await rekey.api('GET', `/v1/leases/${l.leaseId}`);
