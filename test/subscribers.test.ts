@@ -160,3 +160,43 @@ describe('rekey subscriber add|list|rm', () => {
     expect((await cli('subscriber', 'add', 'bad', '--scope', 'UPPER')).code).toBe(1);
   });
 });
+
+describe('stragglers', () => {
+  it('re-delivers to a live subscriber that has not acked, and reports it when the grace deadline revokes anyway', async () => {
+    expect((await rekey.api('POST', '/v1/secrets', { name: 'slow/key', provider: 'random', policy: { grace: '3s', revokeWhen: 'acked' } })).status).toBe(201);
+    await waitFor(async () => (await rekey.api('GET', '/v1/secrets/slow/key')).body.currentVersion === 1, { what: 'v1' });
+    const { token } = await addSubscriber('straggler', ['slow/']);
+    // Listens but never acks.
+    const res = await fetch(`${rekey.baseUrl}/v1/events`, { headers: as(token) });
+    const frames: string[] = [];
+    const reader = res.body!.getReader();
+    void (async () => {
+      const dec = new TextDecoder();
+      for (;;) {
+        const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
+        if (done) break;
+        frames.push(...dec.decode(value).split('\n\n'));
+      }
+    })();
+    await waitFor(async () => (await t.pool.query(`SELECT 1 FROM subscribers WHERE name = 'straggler' AND last_seen_at IS NOT NULL`)).rowCount, { what: 'straggler live' });
+    const { body } = await rekey.api('POST', '/v1/secrets/slow/key/rotate', { reason: 'straggler' });
+    const rotatedFrames = () =>
+      frames.filter((f) => f.includes('event: dev.rekey.secret.rotated') && JSON.parse(Buffer.from(/data: (.+)/.exec(f)![1]!.split('.')[1]!, 'base64url').toString()).data.rotationId === body.rotationId);
+    // The first delivery carries a resume id; re-deliveries do not move the resume point.
+    await waitFor(async () => rotatedFrames().length >= 2, { what: 're-delivery', timeoutMs: 10_000 });
+    expect(rotatedFrames()[0]).toMatch(/^id: \d+-\d+/m);
+    expect(rotatedFrames()[1]).not.toMatch(/^id:/m);
+    const done = await waitFor(async () => {
+      const r = (await rekey.api('GET', `/v1/rotations/${body.rotationId}`)).body;
+      return r.status === 'completed' ? r : null;
+    }, { what: 'revoked at the grace deadline', timeoutMs: 15_000 });
+    expect(done.propagatedAt).toBeNull();
+    expect(new Date(done.revokedAt).getTime()).toBeGreaterThanOrEqual(new Date(done.revokeAfter).getTime());
+    expect(done.deliveries).toEqual([expect.objectContaining({ subscriber: 'straggler', ackedAt: null })]);
+    expect(done.deliveries[0].attempts).toBeGreaterThanOrEqual(2);
+    await waitFor(async () => rekey.logs.text().includes('previous version revoked while subscribers still held it') || null, { what: 'straggler report' });
+    const metrics = await fetch(`${rekey.baseUrl}/metrics`).then((r) => r.text());
+    expect(metrics).toMatch(/rekey_stragglers_total\{trigger="manual"\} 1/);
+    await reader.cancel();
+  });
+});

@@ -1,35 +1,55 @@
 import { ConflictError, NotFoundError } from '../errors.ts';
 import type { Queryable } from './pool.ts';
 
+export interface AckInput {
+  subscriberId: string;
+  secret: string;
+  version: number;
+}
+
+/** Per ack: null when recorded, or the error to answer with. */
+export type AckOutcome = Error | null;
+
 /**
- * Records that a subscriber holds `version` of a secret: the newest ack per secret, and
- * every delivery of a rotation up to that version. Returns the rotations whose delivery
- * this ack closed, for the caller to check for completion AFTER this commits (so the last
- * of several concurrent acks always sees all the others).
+ * Records acks in bulk (the api batches the acks that arrive in one tick): the newest ack
+ * per subscriber and secret, and every delivery of a rotation up to that version. Returns
+ * each ack's outcome and the rotations whose deliveries these acks closed, for the caller
+ * to check for completion AFTER this commits (so the last of concurrent acks always sees
+ * all the others).
  */
-export async function recordAck(db: Queryable, subscriberId: string, secretName: string, version: number): Promise<string[]> {
-  const { rows: secrets } = await db.query<{ id: string; current_version: number | null; latest_version: number }>(
-    'SELECT id, current_version, latest_version FROM secrets WHERE name = $1 AND deleted_at IS NULL',
-    [secretName],
+export async function recordAcks(db: Queryable, acks: AckInput[]): Promise<{ outcomes: AckOutcome[]; closedRotations: string[] }> {
+  const names = [...new Set(acks.map((a) => a.secret))];
+  const { rows: secrets } = await db.query<{ id: string; name: string; current_version: number | null }>(
+    'SELECT id, name, current_version FROM secrets WHERE name = ANY($1::text[]) AND deleted_at IS NULL',
+    [names],
   );
-  const secret = secrets[0];
-  if (!secret) throw new NotFoundError(`secret ${secretName} not found`);
-  if (secret.current_version === null || version > secret.current_version) {
-    throw new ConflictError(`version ${version} of ${secretName} is not active`);
-  }
+  const byName = new Map(secrets.map((s) => [s.name, s]));
+  const valid: { subscriberId: string; secretId: string; version: number }[] = [];
+  const outcomes = acks.map((a): AckOutcome => {
+    const s = byName.get(a.secret);
+    if (!s) return new NotFoundError(`secret ${a.secret} not found`);
+    if (s.current_version === null || a.version > s.current_version) return new ConflictError(`version ${a.version} of ${a.secret} is not active`);
+    valid.push({ subscriberId: a.subscriberId, secretId: s.id, version: a.version });
+    return null;
+  });
+  if (!valid.length) return { outcomes, closedRotations: [] };
   const { rows } = await db.query<{ rotation_id: string }>(
-    `WITH ack AS (
-       INSERT INTO subscriber_acks (subscriber_id, secret_id, version) VALUES ($1, $2, $3)
+    `WITH input AS (
+       SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::int[]) AS i(subscriber_id, secret_id, version)
+     ), newest AS (
+       SELECT subscriber_id, secret_id, max(version) AS version FROM input GROUP BY subscriber_id, secret_id
+     ), ack AS (
+       INSERT INTO subscriber_acks (subscriber_id, secret_id, version) SELECT subscriber_id, secret_id, version FROM newest
        ON CONFLICT (subscriber_id, secret_id) DO UPDATE
          SET version = GREATEST(subscriber_acks.version, EXCLUDED.version), acked_at = now()
      )
-     UPDATE deliveries d SET acked_version = $3, acked_at = now(), delivered_at = COALESCE(d.delivered_at, now())
-     FROM rotations r
-     WHERE d.rotation_id = r.id AND r.secret_id = $2 AND r.to_version <= $3 AND d.subscriber_id = $1 AND d.acked_at IS NULL
+     UPDATE deliveries d SET acked_version = n.version, acked_at = now(), delivered_at = COALESCE(d.delivered_at, now())
+     FROM newest n, rotations r
+     WHERE d.rotation_id = r.id AND r.secret_id = n.secret_id AND r.to_version <= n.version AND d.subscriber_id = n.subscriber_id AND d.acked_at IS NULL
      RETURNING d.rotation_id`,
-    [subscriberId, secret.id, version],
+    [valid.map((v) => v.subscriberId), valid.map((v) => v.secretId), valid.map((v) => v.version)],
   );
-  return rows.map((r) => r.rotation_id);
+  return { outcomes, closedRotations: [...new Set(rows.map((r) => r.rotation_id))] };
 }
 
 export async function markDelivered(db: Queryable, rotationId: string, subscriberIds: string[]): Promise<void> {

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { recordAck, markDelivered } from '../../../shared/db/ack-store.ts';
+import { markDelivered } from '../../../shared/db/ack-store.ts';
+import { AckBatcher } from './ack-batcher.ts';
 import { completePropagation } from '../../../shared/db/propagation-store.ts';
 import { coerceError, ForbiddenError, httpStatusOf, ValidationError } from '../../../shared/errors.ts';
 import { jobIds } from '../../../shared/queues/job-catalogue.ts';
@@ -48,6 +49,17 @@ export function createInjectorApi(rt: Pick<Runtime, 'pool' | 'queues' | 'redis' 
     metrics,
     onRevoked: (id) => auth.forget(id),
     onDelivered: (rotationId, ids) => markDelivered(rt.pool, rotationId, ids),
+  });
+  const acks = new AckBatcher({
+    db: rt.pool,
+    // After the acks committed: the last of concurrent batches sees all the others.
+    onClosed: async (rotationIds) => {
+      for (const r of await completePropagation(rt.pool, rotationIds, opts.liveMs)) {
+        await rt.queues.enqueue('notifications', 'propagated', { rotationId: r.id }, { jobId: jobIds.propagated(r.id) }).catch(() => {
+          // The notifier's sweep observes it; only an early revoke waits for grace meanwhile.
+        });
+      }
+    },
   });
   const principals = new WeakMap<FastifyRequest, Principal>();
   let timer: NodeJS.Timeout | null = null;
@@ -119,22 +131,13 @@ export function createInjectorApi(rt: Pick<Runtime, 'pool' | 'queues' | 'redis' 
         if (principal.kind !== 'subscriber') throw new ForbiddenError('acks come from subscriber tokens');
         const body = parseInput(ackBody, req.body);
         assertInScope(principal, body.secret);
-        let closed: string[];
         try {
-          closed = await recordAck(rt.pool, principal.id, body.secret, body.version);
+          await acks.record({ subscriberId: principal.id, secret: body.secret, version: body.version });
         } catch (err) {
           metrics.acks.inc({ outcome: 'refused' });
           throw err;
         }
         metrics.acks.inc({ outcome: 'ok' });
-        if (closed.length) {
-          // After the ack committed: the last of concurrent acks sees all the others.
-          for (const r of await completePropagation(rt.pool, closed, opts.liveMs)) {
-            await rt.queues.enqueue('notifications', 'propagated', { rotationId: r.id }, { jobId: jobIds.propagated(r.id) }).catch(() => {
-              // The notifier's sweep observes it; only an early revoke waits for grace meanwhile.
-            });
-          }
-        }
         return reply.status(202).send({ secret: body.secret, version: body.version });
       });
 

@@ -1,0 +1,133 @@
+/**
+ * Fan-out: from a rotation's activation to each subscriber's ack, p50/p99, for 1,000 and
+ * 10,000 subscribers (SDK clients on the api's SSE stream, in this process; rekey in a
+ * child process), beside a raw Redis pub/sub round trip to the same number of
+ * subscribers (publish → every subscriber → an ack back to the publisher) measured in the
+ * same run on a private redis-server.
+ *
+ * The refetch-spread hint is switched off here (REKEY_REFETCH_SPREAD_MAX_MS=0): this
+ * measures the pipeline itself; bench/injector-herd.ts measures the spread.
+ *
+ *   npm run bench:fanout [-- --subscribers 1000,10000]
+ */
+import { spawn } from 'node:child_process';
+import { Socket } from 'node:net';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { remoteEventKeys } from '../services/injector/event-verifier.ts';
+import { RekeyClient } from '../services/injector/sdk.ts';
+import { freePort, percentile, sleep, startBenchRekey } from './support/bench-rekey.ts';
+
+const { values } = parseArgs({ options: { subscribers: { type: 'string', default: '1000,10000' } } });
+const sizes = values.subscribers.split(',').map(Number);
+
+/** A raw pub/sub round trip: N subscriber sockets, one publish, each subscriber acks on a shared connection. */
+async function redisRoundTrip(port: number, n: number): Promise<{ p50Ms: number; p99Ms: number; lastMs: number }> {
+  const sockets: Socket[] = [];
+  const ackConn = new Redis({ port, host: '127.0.0.1' });
+  const ackSub = new Redis({ port, host: '127.0.0.1' });
+  const latencies: number[] = [];
+  let sentAt = 0;
+  let finish!: () => void;
+  const done = new Promise<void>((r) => (finish = r));
+  await ackSub.subscribe('acks');
+  ackSub.on('message', () => {
+    latencies.push(performance.now() - sentAt);
+    if (latencies.length === n) finish();
+  });
+  let subscribed = 0;
+  let allSubscribed!: () => void;
+  const ready = new Promise<void>((r) => (allSubscribed = r));
+  for (let i = 0; i < n; i++) {
+    const s = new Socket();
+    let confirmed = false;
+    s.on('data', (d) => {
+      if (!confirmed) {
+        confirmed = true;
+        if (++subscribed === n) allSubscribed();
+        if (!d.includes('message')) return;
+      }
+      // The subscriber got the message: ack it (a pipelined PUBLISH on the shared connection).
+      void ackConn.publish('acks', String(i));
+    });
+    s.on('error', () => {});
+    s.connect(port, '127.0.0.1', () => s.write('SUBSCRIBE fanout\r\n'));
+    sockets.push(s);
+    if (i % 500 === 499) await sleep(10);
+  }
+  await ready;
+  const pub = new Redis({ port, host: '127.0.0.1' });
+  sentAt = performance.now();
+  await pub.publish('fanout', 'rotated');
+  await done;
+  for (const s of sockets) s.destroy();
+  for (const c of [ackConn, ackSub, pub]) c.disconnect();
+  latencies.sort((a, b) => a - b);
+  return { p50Ms: round(percentile(latencies, 50)), p99Ms: round(percentile(latencies, 99)), lastMs: round(latencies.at(-1)!) };
+}
+
+async function rekeyFanout(n: number) {
+  const rekey = await startBenchRekey({ REKEY_REFETCH_SPREAD_MAX_MS: '0', REKEY_REFETCH_SPREAD_EMERGENCY_MAX_MS: '0' });
+  const clients: RekeyClient[] = [];
+  try {
+    await rekey.api('POST', '/v1/secrets', { name: 'fanout/key', provider: 'random', policy: { grace: '10m' } });
+    while ((await rekey.api('GET', '/v1/secrets/fanout/key')).currentVersion !== 1) await sleep(50);
+    const subs = await rekey.subscribers(n, ['fanout/']);
+    const keys = remoteEventKeys(rekey.url);
+    const connectStarted = performance.now();
+    for (let i = 0; i < n; i += 250) {
+      const batch = subs.slice(i, i + 250).map((s) => new RekeyClient({ url: rekey.url, token: s.token, secrets: ['fanout/key'], keys, reconnectMaxMs: 10_000 }));
+      clients.push(...batch);
+      await Promise.all(batch.map((c) => c.start({ timeoutMs: 120_000 })));
+    }
+    const connectSeconds = (performance.now() - connectStarted) / 1000;
+    await sleep(2000); // last_seen flushed for everyone; startup acks settled
+    const rotation = await rekey.api('POST', '/v1/secrets/fanout/key/rotate', { reason: 'bench' });
+    const deadline = Date.now() + 300_000;
+    let r: any;
+    while (!(r = (await rekey.pool.query('SELECT * FROM rotations WHERE id = $1', [rotation.rotationId])).rows[0])?.propagated_at) {
+      if (Date.now() > deadline) throw new Error('propagation did not complete');
+      await sleep(100);
+    }
+    const { rows } = await rekey.pool.query(
+      `SELECT count(*)::int AS n,
+              percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99, max(ms) AS max
+       FROM (SELECT extract(epoch FROM d.acked_at - r.activated_at) * 1000 AS ms FROM deliveries d JOIN rotations r ON r.id = d.rotation_id WHERE r.id = $1) t`,
+      [rotation.rotationId],
+    );
+    const published = (await rekey.pool.query(`SELECT published_at FROM events WHERE rotation_id = $1 AND type = 'dev.rekey.secret.rotated'`, [rotation.rotationId])).rows[0].published_at as Date;
+    const firstAck = (await rekey.pool.query(`SELECT min(acked_at) AS t FROM deliveries WHERE rotation_id = $1`, [rotation.rotationId])).rows[0].t as Date;
+    const held = clients.filter((c) => c.version('fanout/key') === 2).length;
+    return {
+      subscribers: n,
+      acked: rows[0].n,
+      holdingNewVersion: held,
+      activationToAckMs: { p50: round(rows[0].p50), p99: round(rows[0].p99), max: round(rows[0].max) },
+      activationToEventPublishedMs: round(published.getTime() - r.activated_at.getTime()),
+      activationToFirstAckMs: round(firstAck.getTime() - r.activated_at.getTime()),
+      activationToPropagatedMs: round(r.propagated_at.getTime() - r.activated_at.getTime()),
+      connectSeconds: round(connectSeconds),
+    };
+  } finally {
+    await Promise.allSettled(clients.map((c) => c.close()));
+    await rekey.stop();
+  }
+}
+
+const round = (x: number) => Math.round(x * 10) / 10;
+
+const redisPort = await freePort();
+const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxclients', '19000'], { stdio: 'ignore' });
+try {
+  await sleep(300);
+  const results = [];
+  for (const n of sizes) {
+    const baseline = await redisRoundTrip(redisPort, n);
+    const rekey = await rekeyFanout(n);
+    results.push({ ...rekey, baselineRedisPubSubRoundTripMs: baseline, ratioP99ToBaseline: round(rekey.activationToAckMs.p99 / baseline.p99Ms) });
+  }
+  process.stdout.write(`${JSON.stringify({ bench: 'injector-fanout', results }, null, 2)}\n`);
+} finally {
+  redis.kill('SIGKILL');
+}
+process.exit(0);

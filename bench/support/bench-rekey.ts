@@ -1,0 +1,123 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
+import { SystemKeys } from '../../shared/crypto/system-keys.ts';
+import { ValueCipher } from '../../shared/crypto/value-cipher.ts';
+import { parseMasterKey } from '../../shared/crypto/master-key.ts';
+import { ensureDatabase } from '../../shared/db/ensure-database.ts';
+import { createPool, type Pool } from '../../shared/db/pool.ts';
+import { migrate } from '../../shared/db/migrate.ts';
+import { issueSubscriberToken } from '../../shared/subscribers/subscriber-token.ts';
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+export interface BenchRekey {
+  url: string;
+  adminToken: string;
+  pool: Pool;
+  prefix: string;
+  api(method: string, path: string, body?: unknown): Promise<any>;
+  /** Registers n subscribers in bulk (SQL + tokens signed here with rekey's key), marked live. */
+  subscribers(n: number, scope: string[]): Promise<{ id: string; token: string }[]>;
+  metric(name: RegExp): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * rekey (api + rotator + notifier) as a child process on a fresh database, so the bench
+ * process (which plays the subscribers) and rekey do not share an event loop.
+ */
+export async function startBenchRekey(env: Record<string, string> = {}): Promise<BenchRekey> {
+  const id = randomBytes(4).toString('hex');
+  const server = new URL(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres');
+  server.pathname = `/rekey_bench_${id}`;
+  const databaseUrl = server.toString();
+  await ensureDatabase(databaseUrl);
+  const pool = createPool(databaseUrl, { max: 4 });
+  await migrate(pool);
+  const masterKey = randomBytes(32).toString('base64');
+  const adminToken = randomBytes(24).toString('base64url');
+  const port = await freePort();
+  const prefix = `rekey-bench-${id}`;
+  const child: ChildProcess = spawn('node', ['services/cli/rekey.mjs', 'start', 'api', 'rotator', 'notifier'], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      REKEY_REDIS_PREFIX: prefix,
+      REKEY_MASTER_KEY: masterKey,
+      REKEY_ADMIN_TOKEN: adminToken,
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+      REKEY_SUBSCRIBER_CACHE_MS: '60000',
+      REKEY_REDELIVER_MS: '2000',
+      ...env,
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {}
+    if (i > 300) throw new Error('rekey did not start');
+    await sleep(100);
+  }
+  const api = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${adminToken}`, ...(body !== undefined && { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return text ? JSON.parse(text) : null;
+  };
+  return {
+    url,
+    adminToken,
+    pool,
+    prefix,
+    api,
+    async subscribers(n, scope) {
+      const keys = await SystemKeys.load(pool, new ValueCipher(parseMasterKey(masterKey, 'REKEY_MASTER_KEY')));
+      const out: { id: string; token: string }[] = [];
+      const expiresAt = new Date(Date.now() + 3_600_000);
+      for (let i = 0; i < n; i += 1000) {
+        const batch = Array.from({ length: Math.min(1000, n - i) }, (_, j) => ({ id: randomUUID(), tokenId: randomUUID(), name: `bench-${i + j}` }));
+        await pool.query(
+          `INSERT INTO subscribers (id, name, scope, token_id, token_expires_at, last_seen_at)
+           SELECT unnest($1::uuid[]), unnest($2::text[]), $3, unnest($4::uuid[]), $5, now()`,
+          [batch.map((b) => b.id), batch.map((b) => b.name), scope, batch.map((b) => b.tokenId), expiresAt],
+        );
+        for (const b of batch) out.push({ id: b.id, token: await issueSubscriberToken(keys, { subscriberId: b.id, tokenId: b.tokenId, scope, expiresAt }) });
+      }
+      return out;
+    },
+    async metric(name) {
+      const text = await fetch(`${url}/metrics`).then((r) => r.text());
+      return Number(name.exec(text)?.[1] ?? 0);
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      await Promise.race([new Promise((r) => child.once('exit', r)), sleep(5000).then(() => child.kill('SIGKILL'))]);
+      await pool.end();
+      const admin = createPool(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres', { max: 1 });
+      await admin.query(`DROP DATABASE IF EXISTS "rekey_bench_${id}" WITH (FORCE)`).catch(() => {});
+      await admin.end();
+    },
+  };
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
