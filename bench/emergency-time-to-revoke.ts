@@ -13,7 +13,10 @@
  *
  * Phase `idle` is the baseline; phase `backlog` first makes BENCH_BACKLOG secrets due at
  * once, waits until the scheduler has queued them in the normal lane, then measures while
- * they drain. The ratio backlog/idle is the emergency lane's isolation: 1.0 is perfect.
+ * they are queued (a burst: the scheduled lane stays paused between the emergencies). Phase
+ * `backlogSpaced` (BENCH_SPACED emergencies, default 30) leaves more than the hold time
+ * between emergencies, so each one meets a running scheduled lane with jobs in flight. The
+ * ratios against idle are the emergency lane's isolation: 1.0 is perfect.
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -27,6 +30,9 @@ import { sign } from '../test/support/webhook-sender.ts';
 
 const emergencyCount = Number(process.env.BENCH_EMERGENCY ?? 100);
 const backlogSize = Number(process.env.BENCH_BACKLOG ?? 5000);
+/** Extra phase: emergencies spaced wider than ROTATOR_EMERGENCY_HOLD_MS, so each meets a running scheduled lane. */
+const spacedCount = Number(process.env.BENCH_SPACED ?? 30);
+const holdMs = 1000;
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const serverUrl = new URL(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres');
 
@@ -70,13 +76,14 @@ async function main() {
     PORT: '0',
     SCHEDULER_TICK_MS: '200',
     SCHEDULER_MAX_PER_TICK: String(Math.max(500, backlogSize)),
+    ROTATOR_EMERGENCY_HOLD_MS: String(holdMs),
   });
   const base = `http://127.0.0.1:${rekey.apiPort}`;
   const redis = new Redis(redisUrl);
   const normalLane = new Queue('rotations', { connection: redis, prefix });
   try {
     // Secrets the emergency webhooks name (one each), created through the admin API.
-    const names = Array.from({ length: emergencyCount * 2 }, (_, i) => `bench/e${String(i).padStart(4, '0')}`);
+    const names = Array.from({ length: emergencyCount * 2 + spacedCount }, (_, i) => `bench/e${String(i).padStart(4, '0')}`);
     for (const name of names) {
       const res = await fetch(`${base}/v1/secrets`, {
         method: 'POST',
@@ -115,9 +122,12 @@ async function main() {
         await sleep(3);
       }
     };
-    const phase = async (secrets: string[]) => {
+    const phase = async (secrets: string[], gapMs = 0) => {
       const results = [];
-      for (const s of secrets) results.push(await fire(s));
+      for (const s of secrets) {
+        if (gapMs) await sleep(gapMs);
+        results.push(await fire(s));
+      }
       // Where the time goes: median ms from one milestone to the next.
       const { rows: [steps] } = await pool.query(
         `SELECT ${stepSpans.map(([name, from, to]) => `round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ${to} - ${from}) * 1000)::numeric, 1)::float8 AS "${name}"`).join(', ')}
@@ -137,14 +147,22 @@ async function main() {
     const idle = await phase(names.slice(0, emergencyCount));
 
     await pool.query(`UPDATE secrets SET next_rotation_at = now() WHERE name LIKE 'bulk/%'`);
-    // The scheduler records and enqueues the whole backlog in one tick; start as soon as it has.
-    await until(async () => (await pool.query(`SELECT count(*)::int AS n FROM rotations WHERE trigger = 'schedule'`)).rows[0].n >= backlogSize, 60_000);
-    const startCounts = await normalLane.getJobCounts('waiting', 'active', 'delayed');
-    const queuedAtStart = startCounts.waiting! + startCounts.active! + startCounts.delayed!;
+    // The scheduler records the whole backlog in one tick, then enqueues it job by job. Start
+    // once it is all in Redis (jobs still queued + rotations already picked up), so the phase
+    // measures a standing backlog, not the enqueue burst.
+    const queuedAtStart = await until(async () => {
+      const c = await normalLane.getJobCounts('waiting', 'active', 'delayed');
+      const queued = c.waiting! + c.active! + c.delayed!;
+      const picked = (await pool.query(`SELECT count(*)::int AS n FROM rotations WHERE trigger = 'schedule' AND status <> 'queued'`)).rows[0].n as number;
+      return queued + picked >= backlogSize ? queued : null;
+    }, 120_000);
     const loadedStart = Date.now();
-    const backlog = await phase(names.slice(emergencyCount));
+    const backlog = await phase(names.slice(emergencyCount, emergencyCount * 2));
     const counts = await normalLane.getJobCounts('waiting', 'active', 'delayed');
     const queuedAtEnd = counts.waiting! + counts.active! + counts.delayed!;
+    // Sparse emergencies: the scheduled lane has resumed (hold expired) before each one.
+    const spaced = spacedCount > 0 ? await phase(names.slice(emergencyCount * 2), holdMs + 300) : null;
+    const spacedCounts = await normalLane.getJobCounts('waiting', 'active', 'delayed');
     const scheduledDone = (await pool.query(`SELECT count(*)::int AS n FROM rotations WHERE trigger = 'schedule' AND status = 'completed' AND completed_at >= to_timestamp($1 / 1000.0)`, [loadedStart])).rows[0].n;
 
     const ratio = (a: number, b: number) => Math.round((a / Math.max(b, 1)) * 100) / 100;
@@ -154,10 +172,15 @@ async function main() {
       provider: 'random',
       idle,
       backlog: { ...backlog, scheduledQueuedAtStart: queuedAtStart, scheduledQueuedAtEnd: queuedAtEnd, scheduledCompletedDuringPhase: scheduledDone },
+      backlogSpaced: spaced && { ...spaced, gapMs: holdMs + 300, scheduledQueuedAtEnd: spacedCounts.waiting! + spacedCounts.active! + spacedCounts.delayed! },
       ratio: {
         timeToRevokeP50: ratio(backlog.timeToRevokeMs.p50, idle.timeToRevokeMs.p50),
         timeToRevokeP99: ratio(backlog.timeToRevokeMs.p99, idle.timeToRevokeMs.p99),
         senderObservedP50: ratio(backlog.senderObservedMs.p50, idle.senderObservedMs.p50),
+        ...(spaced && {
+          spacedTimeToRevokeP50: ratio(spaced.timeToRevokeMs.p50, idle.timeToRevokeMs.p50),
+          spacedTimeToRevokeP99: ratio(spaced.timeToRevokeMs.p99, idle.timeToRevokeMs.p99),
+        }),
       },
       machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
     }, null, 2));

@@ -63,6 +63,8 @@ export const workerEnv = {
   ROTATOR_CONCURRENCY: z.coerce.number().int().min(1).default(8),
   /** Workers reserved for the emergency lane. */
   ROTATOR_EMERGENCY_CONCURRENCY: z.coerce.number().int().min(1).default(4),
+  /** After the last emergency job in a process, its scheduled lane stays paused this long (issue 4). */
+  ROTATOR_EMERGENCY_HOLD_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
   NOTIFIER_CONCURRENCY: z.coerce.number().int().min(1).default(16),
   /** BullMQ job lock; a crashed worker's job is taken over after about this long. */
   JOB_LOCK_MS: z.coerce.number().int().min(1000).default(10000),

@@ -43,7 +43,7 @@ export async function startRotator(rt: Runtime): Promise<void> {
     workerOpts(cfg.ROTATOR_CONCURRENCY),
   );
   // While emergency jobs run here, the scheduled lane takes no new ones (see ScheduledLaneYield).
-  const yieldLane = new ScheduledLaneYield(scheduledLane);
+  const yieldLane = new ScheduledLaneYield(scheduledLane, cfg.ROTATOR_EMERGENCY_HOLD_MS);
   rt.queues.createWorker(
     'rotations-emergency',
     {
