@@ -160,10 +160,10 @@ async function main() {
     const backlog = await phase(names.slice(emergencyCount, emergencyCount * 2));
     const counts = await normalLane.getJobCounts('waiting', 'active', 'delayed');
     const queuedAtEnd = counts.waiting! + counts.active! + counts.delayed!;
+    const scheduledDone = (await pool.query(`SELECT count(*)::int AS n FROM rotations WHERE trigger = 'schedule' AND status = 'completed' AND completed_at >= to_timestamp($1 / 1000.0)`, [loadedStart])).rows[0].n;
     // Sparse emergencies: the scheduled lane has resumed (hold expired) before each one.
     const spaced = spacedCount > 0 ? await phase(names.slice(emergencyCount * 2), holdMs + 300) : null;
     const spacedCounts = await normalLane.getJobCounts('waiting', 'active', 'delayed');
-    const scheduledDone = (await pool.query(`SELECT count(*)::int AS n FROM rotations WHERE trigger = 'schedule' AND status = 'completed' AND completed_at >= to_timestamp($1 / 1000.0)`, [loadedStart])).rows[0].n;
 
     const ratio = (a: number, b: number) => Math.round((a / Math.max(b, 1)) * 100) / 100;
     console.log(JSON.stringify({
