@@ -85,3 +85,17 @@ describe('no request makes a 500', () => {
     );
   });
 });
+
+describe('OpenAPI document', () => {
+  it('describes the routes with the request schemas the handlers validate with', async () => {
+    const doc = await fetch(`${rekey.baseUrl}/v1/openapi.json`).then((r) => r.json());
+    expect(doc.openapi).toBe('3.1.0');
+    for (const path of ['/v1/secrets', '/v1/secrets/{name}/rotate', '/v1/rotations/{id}', '/v1/webhooks/emergency-rotation', '/v1/events', '/v1/jwks']) {
+      expect(Object.keys(doc.paths)).toContain(path);
+    }
+    const createBody = doc.paths['/v1/secrets'].post.requestBody.content['application/json'].schema;
+    expect(createBody.required).toEqual(expect.arrayContaining(['name', 'provider']));
+    expect(createBody.additionalProperties).toBe(false);
+    expect(doc.paths['/v1/secrets/{name}/rotate'].post.requestBody.content['application/json'].schema.properties).toHaveProperty('emergency');
+  });
+});

@@ -19,7 +19,7 @@ export interface LeaseDeps {
   resolveReference: (ref: string) => string;
 }
 
-const leaseRequest = z.object({ ttl: duration.optional() }).strict();
+export const leaseRequest = z.object({ ttl: duration.optional() }).strict();
 
 const errorText = (err: unknown) => {
   const e = coerceError(err);

@@ -26,7 +26,7 @@ export interface InjectorApiOptions {
   coalesceReads?: boolean;
 }
 
-const ackBody = z.object({ secret: secretName, version: z.number().int().positive() }).strict();
+export const ackBody = z.object({ secret: secretName, version: z.number().int().positive() }).strict();
 const heartbeatMs = 15_000;
 
 /**

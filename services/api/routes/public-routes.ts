@@ -6,6 +6,7 @@ import { publishedJwks } from '../../../shared/db/version-store.ts';
 import type { Metrics } from '../../../shared/metrics.ts';
 import { jobCatalogue, type QueueName } from '../../../shared/queues/job-catalogue.ts';
 import type { QueueClient } from '../../../shared/queues/queue-client.ts';
+import { openApiDocument } from '../openapi.ts';
 
 const withTimeout = <T>(p: Promise<T>, ms: number) =>
   Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timed out')), ms).unref())]);
@@ -17,6 +18,9 @@ export function publicRoutes(app: FastifyInstance, deps: { pool: pg.Pool; redis:
     // Short cache: a revoked key must leave verifiers' caches soon after it leaves this set.
     return reply.header('cache-control', 'public, max-age=5').send({ keys });
   });
+
+  const openApi = openApiDocument();
+  app.get('/v1/openapi.json', async () => openApi);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
