@@ -96,7 +96,7 @@ describe('rotator killed with SIGKILL mid-step', () => {
     // Claimed once by the killed worker and once more by its successor.
     expect(done.rotations.find((r) => r.id === body.rotationId)!.attempts).toBeGreaterThanOrEqual(2);
     await kill(rotator);
-  });
+  }, 120_000);
 
   it('converges when the rotator is killed at random points of five rotations', async () => {
     let rotator = startRotatorProcess();
@@ -116,5 +116,5 @@ describe('rotator killed with SIGKILL mid-step', () => {
     expectConverged(s);
     expect(s.versions).toHaveLength(6);
     await kill(rotator);
-  });
+  }, 240_000); // each kill waits out a job lock and a process start, slow on a loaded machine
 });
