@@ -42,14 +42,15 @@ export const rotatorPartition: Scenario = {
     const rotatorA = env.processes.find((p) => p.label.startsWith('rotator-a'))!;
     const requests = Array.from({ length: rounds }, () => names).flat();
     note(`requesting ${requests.length} rotations of ${secrets} secrets`);
-    // Partition A only once both rotators are saturated (a backlog is queued), so A
-    // certainly holds rotations mid-step when its Redis goes silent.
+    // Partition A only once it is working and both rotators are saturated (a backlog is
+    // queued), so A certainly holds rotations mid-step when its network goes silent.
     let partitioned = false;
     const partition = (async () => {
       const deadline = Date.now() + 60_000;
       while (Date.now() < deadline) {
         const { rows } = await env.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM rotations WHERE status = 'queued'`);
-        if (rows[0]!.n >= 30) break;
+        const activeA = rotatorA.lines.filter((l) => l.includes('new version is current')).length;
+        if (rows[0]!.n >= 30 && activeA >= 5) break;
         await sleep(100);
       }
       partitioned = true;

@@ -76,6 +76,8 @@ export interface RotationStateMachineDeps {
 
 /** Steps during which the old version is still current and the new one only pending. */
 const beforeActivation: readonly string[] = ['minting', 'setting', 'testing', 'activating'];
+/** Statuses in which a rotation holds (or is about to take) its secret's lock. */
+const lockHolding: readonly string[] = ['queued', ...beforeActivation, 'notifying'];
 
 const errorText = (err: Error) => `${err.name}: ${err.message}`.slice(0, 500);
 
@@ -104,6 +106,8 @@ export class RotationStateMachine {
 
     const claimed = await this.claim(found);
     if (claimed === 'busy') return 'busy';
+    // Another worker moved it on (to revoking, or done) since we read it: start over from its new status.
+    if (claimed === 'moved-on') return this.advance(rotationId, opts);
     const { fence, secret } = claimed;
     let rotation = claimed.rotation;
     const provider = getProvider(secret.provider);
@@ -162,11 +166,17 @@ export class RotationStateMachine {
   }
 
   /** Takes the secret's rotation lock (or re-takes it after a crash) and bumps the fence. */
-  private async claim(rotation: RotationRow): Promise<'busy' | { fence: string; rotation: RotationRow; secret: SecretRow }> {
+  private async claim(rotation: RotationRow): Promise<'busy' | 'moved-on' | { fence: string; rotation: RotationRow; secret: SecretRow }> {
     let superseded: RotationRow | null = null;
     const claimed = await withTransaction(this.deps.pool, async (c) => {
       const { rows } = await c.query<SecretRow>('SELECT * FROM secrets WHERE id = $1 FOR UPDATE', [rotation.secret_id]);
       const secret = rows[0]!;
+      // Re-read the status under the lock. The worker that held the fence may have moved
+      // this rotation past `notifying` (releasing the secret) after our read; locking the
+      // secret for it now would leave the lock with a rotation that never releases it
+      // again, and every later rotation of the secret `busy` forever (chaos/ rotator-partition).
+      const now = await c.query<{ status: string }>('SELECT status FROM rotations WHERE id = $1 FOR UPDATE', [rotation.id]);
+      if (!now.rows[0] || !lockHolding.includes(now.rows[0].status)) return 'moved-on';
       if (secret.active_rotation_id && secret.active_rotation_id !== rotation.id) {
         superseded = rotation.emergency ? await this.supersede(c, secret, rotation) : null;
         if (!superseded) return 'busy';
@@ -184,7 +194,7 @@ export class RotationStateMachine {
       );
       return { fence: locked.rows[0]!.fence, rotation: updated.rows[0]!, secret: locked.rows[0]! };
     });
-    if (superseded && claimed !== 'busy') {
+    if (superseded && typeof claimed === 'object') {
       const holder: RotationRow = superseded;
       this.deps.log.warn({ rotationId: rotation.id, supersededRotationId: holder.id, step: holder.failed_step }, 'emergency rotation superseded an in-flight rotation');
       await this.publish(holder.id, 'dev.rekey.rotation.failed');
