@@ -81,6 +81,13 @@ async function rekeyFanout(n: number) {
       await Promise.all(batch.map((c) => c.start({ timeoutMs: 120_000 })));
     }
     const connectSeconds = (performance.now() - connectStarted) / 1000;
+    // Where the time goes, per client: event verified, new value fetched, ack answered (wall clock, as PostgreSQL's).
+    const phases = { received: [] as number[], fetched: [] as number[], acked: [] as number[] };
+    for (const c of clients) {
+      c.on('event', (e: { type: string; data: { version: number } }) => e.type === 'dev.rekey.secret.rotated' && e.data.version === 2 && phases.received.push(Date.now()));
+      c.on('rotated', (e: { version: number }) => e.version === 2 && phases.fetched.push(Date.now()));
+      c.on('acked', (e: { version: number }) => e.version === 2 && phases.acked.push(Date.now()));
+    }
     await sleep(2000); // last_seen flushed for everyone; startup acks settled
     const rotation = await rekey.api('POST', '/v1/secrets/fanout/key/rotate', { reason: 'bench' });
     const deadline = Date.now() + 300_000;
@@ -97,6 +104,8 @@ async function rekeyFanout(n: number) {
     );
     const published = (await rekey.pool.query(`SELECT published_at FROM events WHERE rotation_id = $1 AND type = 'dev.rekey.secret.rotated'`, [rotation.rotationId])).rows[0].published_at as Date;
     const firstAck = (await rekey.pool.query(`SELECT min(acked_at) AS t FROM deliveries WHERE rotation_id = $1`, [rotation.rotationId])).rows[0].t as Date;
+    const at = (xs: number[], p: number) => round(percentile([...xs].sort((a, b) => a - b), p) - r.activated_at.getTime());
+    const phaseMs = Object.fromEntries(Object.entries(phases).map(([k, xs]) => [k, { p50: at(xs, 50), p99: at(xs, 99) }]));
     const held = clients.filter((c) => c.version('fanout/key') === 2).length;
     return {
       subscribers: n,
@@ -105,6 +114,7 @@ async function rekeyFanout(n: number) {
       activationToAckMs: { p50: round(rows[0].p50), p99: round(rows[0].p99), max: round(rows[0].max) },
       activationToEventPublishedMs: round(published.getTime() - r.activated_at.getTime()),
       activationToFirstAckMs: round(firstAck.getTime() - r.activated_at.getTime()),
+      clientPhasesFromActivationMs: phaseMs,
       activationToPropagatedMs: round(r.propagated_at.getTime() - r.activated_at.getTime()),
       connectSeconds: round(connectSeconds),
     };

@@ -216,6 +216,7 @@ export class RekeyClient extends EventEmitter {
       return;
     }
     if (!this.opts.secrets.includes(event.data.secret)) return;
+    this.emit('event', event);
     if (event.type === 'dev.rekey.secret.revoked') return void this.emit('revoked', event.data);
     if (event.type !== 'dev.rekey.secret.rotated' || event.data.version === null) return;
     const version = event.data.version;

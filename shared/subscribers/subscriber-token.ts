@@ -54,12 +54,19 @@ export class SubscriberTokenVerifier {
     return { subscriberId: payload.sub!, tokenId: payload.jti!, expiresAt: payload.exp! * 1000 };
   }
 
+  private loading: Promise<ReturnType<typeof createLocalJWKSet>> | null = null;
+
+  /** Loads rekey's public keys once however many requests ask at the same time. */
   private async keys(reload: boolean) {
-    if (!this.keySet || reload) {
-      this.keySet = createLocalJWKSet({ keys: (await SystemKeys.publicJwks(this.db)) as JWK[] });
-      this.loadedAt = Date.now();
-    }
-    return this.keySet;
+    if (this.keySet && !reload) return this.keySet;
+    this.loading ??= SystemKeys.publicJwks(this.db)
+      .then((keys) => {
+        this.keySet = createLocalJWKSet({ keys: keys as JWK[] });
+        this.loadedAt = Date.now();
+        return this.keySet;
+      })
+      .finally(() => (this.loading = null));
+    return this.loading;
   }
 }
 

@@ -39,6 +39,7 @@ export function createInjectorApi(rt: Pick<Runtime, 'pool' | 'queues' | 'redis' 
     pool: rt.pool,
     adminToken: opts.adminToken,
     cacheMs: opts.cacheMs,
+    touchEveryMs: Math.max(500, Math.floor(opts.liveMs / 4)),
     onRefused: (req) => rt.metrics.httpUnauthorized.inc({ route: req.routeOptions.url ?? 'unknown' }),
   });
   const values = new CoalescingValueReader({ pool: rt.pool, cipher: rt.cipher, onCoalesced: () => metrics.valueFetchCoalesced.inc(), coalesce: opts.coalesceReads });

@@ -28,13 +28,14 @@ export class SubscriberAuth {
   private readonly cache = new Map<string, CachedSubscriber>();
   private readonly adminDigest: Buffer;
   private readonly seen = new Set<string>();
+  private readonly touchedAt = new Map<string, number>();
   private readonly pending = new Map<string, { resolve: (v: CachedSubscriber['live']) => void; reject: (e: unknown) => void }[]>();
   private flushScheduled = false;
   /** Tokens that verified, until they expire: the signature check is not redone on every request. */
   private readonly verified = new Map<string, { claims: { subscriberId: string; tokenId: string }; exp: number }>();
 
   constructor(
-    private readonly deps: { pool: pg.Pool; adminToken: string; cacheMs: number; onRefused: (req: FastifyRequest) => void },
+    private readonly deps: { pool: pg.Pool; adminToken: string; cacheMs: number; touchEveryMs: number; onRefused: (req: FastifyRequest) => void },
   ) {
     this.verifier = new SubscriberTokenVerifier(deps.pool);
     this.adminDigest = digest(deps.adminToken);
@@ -75,6 +76,7 @@ export class SubscriberAuth {
     let waiters = this.pending.get(id);
     if (!waiters) this.pending.set(id, (waiters = []));
     const promise = new Promise<CachedSubscriber['live']>((resolve, reject) => waiters!.push({ resolve, reject }));
+    // One lookup query in flight at a time: misses arriving meanwhile wait for the next one.
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => void this.flushLookups());
@@ -83,7 +85,11 @@ export class SubscriberAuth {
   }
 
   private async flushLookups(): Promise<void> {
+    while (this.pending.size) await this.lookupBatch();
     this.flushScheduled = false;
+  }
+
+  private async lookupBatch(): Promise<void> {
     const batch = new Map(this.pending);
     this.pending.clear();
     const ids = [...batch.keys()];
@@ -127,8 +133,13 @@ export class SubscriberAuth {
   /** Writes last_seen_at for everyone seen since the last flush, in one statement. */
   async flushSeen(): Promise<void> {
     if (!this.seen.size) return;
-    const ids = [...this.seen];
+    const now = Date.now();
+    // last_seen_at only has to stay inside the live window: rewrite each row a few times per window, not every second.
+    const ids = [...this.seen].filter((id) => now - (this.touchedAt.get(id) ?? 0) >= this.deps.touchEveryMs);
     this.seen.clear();
+    if (!ids.length) return;
+    if (this.touchedAt.size > 200_000) this.touchedAt.clear();
+    for (const id of ids) this.touchedAt.set(id, now);
     await touchSubscribers(this.deps.pool, ids);
   }
 }
