@@ -237,6 +237,31 @@ describe('postgres-password, target down', () => {
   });
 });
 
+describe('postgres-password, target-side fence', () => {
+  it('refuses a late set from an older version, so a superseded worker cannot overwrite a newer password', async () => {
+    const { postgresPasswordProvider } = await import('../shared/providers/postgres-password/postgres-password-provider.ts');
+    const config = postgresPasswordProvider.configSchema.parse({ strategy: 'single', role: role('fence'), admin: 'env:PG_TARGET_ADMIN', database: 'app' });
+    const ctx = { secretName: 'pg/fence', config, log: rekey.rt.log, resolveReference: rekey.rt.resolveReference };
+    await target.admin((c) => c.query(`CREATE ROLE ${role('fence')} LOGIN`));
+    const cred = (version: number, password: string) => ({ version, value: JSON.stringify({ username: role('fence'), password }), public: { username: role('fence') } });
+    const newer = cred(8, `newer-${suffix}`);
+    const stale = cred(7, `stale-${suffix}`);
+
+    await postgresPasswordProvider.set(ctx, newer, null);
+    await postgresPasswordProvider.set(ctx, newer, null); // a retry of the same version is fine
+    await expect(postgresPasswordProvider.set(ctx, stale, null)).rejects.toThrow(/stale/);
+    // A discard of the stale version must not touch the role either.
+    await expect(postgresPasswordProvider.discard!(ctx, stale, cred(6, `older-${suffix}`))).rejects.toThrow(/stale/);
+    expect(await target.loginError(role('fence'), `newer-${suffix}`, 'app')).toBeNull();
+    expect(await target.loginError(role('fence'), `stale-${suffix}`, 'app')).not.toBeNull();
+
+    // After a discard, a late set of the discarded version is refused too.
+    await postgresPasswordProvider.discard!(ctx, newer, cred(6, `older-${suffix}`));
+    await expect(postgresPasswordProvider.set(ctx, newer, null)).rejects.toThrow(/stale/);
+    expect(await target.loginError(role('fence'), `older-${suffix}`, 'app')).toBeNull();
+  });
+});
+
 describe('postgres-password, configuration and secrecy', () => {
   it('refuses a bad config with 400 naming the field', async () => {
     const post = (config: unknown) => rekey.api('POST', '/v1/secrets', { name: `pg/bad-${randomBytes(3).toString('hex')}`, provider: 'postgres-password', config });
