@@ -345,6 +345,22 @@ describe('metrics', () => {
   });
 });
 
+describe('configuration', () => {
+  it('refuses malformed signing secrets at start, naming the variable and never the value', async () => {
+    const { apiEnv, parseEnv } = await import('../shared/config.ts');
+    const bad = `whsec_${randomBytes(8).toString('base64')}`;
+    let message = '';
+    try {
+      parseEnv(apiEnv, { REKEY_ADMIN_TOKEN: t.adminToken, REKEY_WEBHOOK_SECRETS: `${oldSecret},${bad},plain-text-secret` });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/REKEY_WEBHOOK_SECRETS: entry 2: .*24–64 bytes/);
+    expect(message).toMatch(/REKEY_WEBHOOK_SECRETS: entry 3: .*whsec_/);
+    for (const leaked of [bad, 'plain-text-secret', oldSecret]) expect(message).not.toContain(leaked);
+  });
+});
+
 describe('not configured', () => {
   it('starts without signing secrets and refuses webhooks with 503', async () => {
     const bare = await startRekey(t, ['api'], { REKEY_WEBHOOK_SECRETS: '' });
