@@ -33,8 +33,10 @@
  *   credential is still current, so nobody is locked out; the emergency rotation then mints
  *   its own version. A holder in `notifying` has already activated and releases the lock
  *   within one step, so the emergency waits for it (`busy`); another emergency is never
- *   superseded. Residual risk: a fenced worker's provider call already in flight at the target
- *   (a `set`) can still land there; providers' set/test must tolerate that (see issue 4 notes).
+ *   superseded. A fenced worker's provider call already in flight at the target (a `set`)
+ *   can still land there after the emergency's: a provider must refuse a set older than the
+ *   target's (postgres-password records the version on the role and does); one that does not
+ *   could see the late set overwrite the emergency's credential.
  */
 import type pg from 'pg';
 import { withTransaction } from '../../shared/db/pool.ts';
