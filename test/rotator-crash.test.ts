@@ -67,7 +67,9 @@ describe('rotator killed with SIGKILL mid-step', () => {
   it('completes the rotation exactly once after a restart', async () => {
     let rotator = startRotatorProcess();
     await rekey.api('POST', '/v1/secrets', { name: 'crash/held', provider: 'random' });
-    await waitFor(async () => (await state('crash/held')).versions.length === 1, { what: 'version 1', timeoutMs: 30_000 });
+    // Wait for the first rotation to finish, not just for its version: the table lock below
+    // would otherwise stall that rotation, which holds the secret's row, and the next claim behind it.
+    await waitFor(async () => (await state('crash/held')).rotations[0]?.status === 'completed', { what: 'version 1', timeoutMs: 30_000 });
 
     // Hold the versions table so the rotator blocks inside its minting step, then kill it there.
     const blocker = await t.pool.connect();
@@ -101,7 +103,7 @@ describe('rotator killed with SIGKILL mid-step', () => {
   it('converges when the rotator is killed at random points of five rotations', async () => {
     let rotator = startRotatorProcess();
     await rekey.api('POST', '/v1/secrets', { name: 'crash/random', provider: 'jwt-signing-key' });
-    await waitFor(async () => (await state('crash/random')).versions.length === 1, { what: 'version 1', timeoutMs: 30_000 });
+    await waitFor(async () => (await state('crash/random')).rotations[0]?.status === 'completed', { what: 'version 1', timeoutMs: 30_000 });
     for (let i = 0; i < 5; i++) {
       const { body } = await rekey.api('POST', '/v1/secrets/crash/random/rotate', { reason: `kill ${i}` });
       await sleep(Math.floor(Math.random() * 40));
