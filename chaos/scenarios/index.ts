@@ -7,6 +7,7 @@ import { postgresDown } from './postgres-down.ts';
 import { rotationHerd } from './rotation-herd.ts';
 import { targetDown } from './target-down.ts';
 import { emergencyDuringRedisOutage } from './emergency-during-redis-outage.ts';
+import { injectorsDisconnected } from './injectors-disconnected.ts';
 
 /** Every scenario, in the order `npm run chaos` runs them. */
-export const scenarios: Scenario[] = [redisKillAof, redisRestartEmpty, rotatorPartition, workerKillStorm, postgresDown, targetDown, emergencyDuringRedisOutage, rotationHerd];
+export const scenarios: Scenario[] = [redisKillAof, redisRestartEmpty, rotatorPartition, workerKillStorm, postgresDown, targetDown, emergencyDuringRedisOutage, injectorsDisconnected, rotationHerd];
