@@ -10,12 +10,13 @@
  *
  *   npm run bench:fanout [-- --subscribers 1000,10000]
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { remoteEventKeys } from '../services/injector/event-verifier.ts';
-import { RekeyClient } from '../services/injector/sdk.ts';
 import { freePort, percentile, sleep, startBenchRekey } from './support/bench-rekey.ts';
 
 const { values } = parseArgs({ options: { subscribers: { type: 'string', default: '1000,10000' } } });
@@ -68,27 +69,36 @@ async function redisRoundTrip(port: number, n: number): Promise<{ p50Ms: number;
 
 async function rekeyFanout(n: number) {
   const rekey = await startBenchRekey({ REKEY_REFETCH_SPREAD_MAX_MS: '0', REKEY_REFETCH_SPREAD_EMERGENCY_MAX_MS: '0' });
-  const clients: RekeyClient[] = [];
+  const dir = mkdtempSync(join(tmpdir(), 'rekey-fanout-'));
+  const workers: ChildProcess[] = [];
   try {
     await rekey.api('POST', '/v1/secrets', { name: 'fanout/key', provider: 'random', policy: { grace: '10m' } });
     while ((await rekey.api('GET', '/v1/secrets/fanout/key')).currentVersion !== 1) await sleep(50);
     const subs = await rekey.subscribers(n, ['fanout/']);
-    const keys = remoteEventKeys(rekey.url);
+    // Subscribers in several processes: each holds an SSE socket and fetch sockets per client.
+    const perWorker = 1000;
     const connectStarted = performance.now();
-    for (let i = 0; i < n; i += 250) {
-      const batch = subs.slice(i, i + 250).map((s) => new RekeyClient({ url: rekey.url, token: s.token, secrets: ['fanout/key'], keys, reconnectMaxMs: 10_000 }));
-      clients.push(...batch);
-      await Promise.all(batch.map((c) => c.start({ timeoutMs: 120_000 })));
+    const outputs: Promise<string>[] = [];
+    const seen: string[] = [];
+    for (let i = 0; i < n; i += perWorker) {
+      const file = join(dir, `tokens-${i}.json`);
+      writeFileSync(file, JSON.stringify(subs.slice(i, i + perWorker).map((s) => s.token)), { mode: 0o600 });
+      const w = spawn('node', ['--import', 'tsx', 'bench/support/fanout-worker.ts', rekey.url, file, 'fanout/key', '2'], { stdio: ['pipe', 'pipe', 'inherit'] });
+      workers.push(w);
+      const k = seen.push('') - 1;
+      outputs.push(
+        new Promise((resolve) => {
+          w.stdout!.on('data', (d) => (seen[k] += d));
+          w.once('exit', () => resolve(seen[k]!));
+        }),
+      );
+    }
+    while (!seen.every((o) => o.includes('ready'))) {
+      if (workers.some((w) => w.exitCode !== null)) throw new Error('a subscriber process exited');
+      await sleep(200);
     }
     const connectSeconds = (performance.now() - connectStarted) / 1000;
-    // Where the time goes, per client: event verified, new value fetched, ack answered (wall clock, as PostgreSQL's).
-    const phases = { received: [] as number[], fetched: [] as number[], acked: [] as number[] };
-    for (const c of clients) {
-      c.on('event', (e: { type: string; data: { version: number } }) => e.type === 'dev.rekey.secret.rotated' && e.data.version === 2 && phases.received.push(Date.now()));
-      c.on('rotated', (e: { version: number }) => e.version === 2 && phases.fetched.push(Date.now()));
-      c.on('acked', (e: { version: number }) => e.version === 2 && phases.acked.push(Date.now()));
-    }
-    await sleep(2000); // last_seen flushed for everyone; startup acks settled
+    await sleep(3000); // last_seen flushed for everyone; startup acks settled
     const rotation = await rekey.api('POST', '/v1/secrets/fanout/key/rotate', { reason: 'bench' });
     const deadline = Date.now() + 300_000;
     let r: any;
@@ -103,23 +113,24 @@ async function rekeyFanout(n: number) {
       [rotation.rotationId],
     );
     const published = (await rekey.pool.query(`SELECT published_at FROM events WHERE rotation_id = $1 AND type = 'dev.rekey.secret.rotated'`, [rotation.rotationId])).rows[0].published_at as Date;
-    const firstAck = (await rekey.pool.query(`SELECT min(acked_at) AS t FROM deliveries WHERE rotation_id = $1`, [rotation.rotationId])).rows[0].t as Date;
+    for (const w of workers) w.stdin!.end();
+    const reports = (await Promise.all(outputs)).map((o) => JSON.parse(o.split('\n').filter((l) => l.startsWith('{')).pop()!));
+    const merged = { received: reports.flatMap((x) => x.received), fetched: reports.flatMap((x) => x.fetched), acked: reports.flatMap((x) => x.acked) };
     const at = (xs: number[], p: number) => round(percentile([...xs].sort((a, b) => a - b), p) - r.activated_at.getTime());
-    const phaseMs = Object.fromEntries(Object.entries(phases).map(([k, xs]) => [k, { p50: at(xs, 50), p99: at(xs, 99) }]));
-    const held = clients.filter((c) => c.version('fanout/key') === 2).length;
     return {
       subscribers: n,
+      subscriberProcesses: workers.length,
       acked: rows[0].n,
-      holdingNewVersion: held,
+      holdingNewVersion: reports.reduce((a, x) => a + x.held, 0),
       activationToAckMs: { p50: round(rows[0].p50), p99: round(rows[0].p99), max: round(rows[0].max) },
       activationToEventPublishedMs: round(published.getTime() - r.activated_at.getTime()),
-      activationToFirstAckMs: round(firstAck.getTime() - r.activated_at.getTime()),
-      clientPhasesFromActivationMs: phaseMs,
+      clientPhasesFromActivationMs: Object.fromEntries(Object.entries(merged).map(([k, xs]) => [k, { p50: at(xs, 50), p99: at(xs, 99) }])),
       activationToPropagatedMs: round(r.propagated_at.getTime() - r.activated_at.getTime()),
       connectSeconds: round(connectSeconds),
     };
   } finally {
-    await Promise.allSettled(clients.map((c) => c.close()));
+    for (const w of workers) w.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
     await rekey.stop();
   }
 }
@@ -127,6 +138,7 @@ async function rekeyFanout(n: number) {
 const round = (x: number) => Math.round(x * 10) / 10;
 
 const redisPort = await freePort();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => (redis.kill('SIGKILL'), process.exit(1)));
 const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxclients', '19000'], { stdio: 'ignore' });
 try {
   await sleep(300);
