@@ -68,7 +68,9 @@ async function redisRoundTrip(port: number, n: number): Promise<{ p50Ms: number;
 }
 
 async function rekeyFanout(n: number) {
-  const rekey = await startBenchRekey({ REKEY_REFETCH_SPREAD_MAX_MS: '0', REKEY_REFETCH_SPREAD_EMERGENCY_MAX_MS: '0' });
+  // Two api replicas past 5,000 subscribers: one api process holding 10,000 SSE sockets plus
+  // their fetches exceeds this machine's 20,000 file descriptors per process.
+  const rekey = await startBenchRekey({ REKEY_REFETCH_SPREAD_MAX_MS: '0', REKEY_REFETCH_SPREAD_EMERGENCY_MAX_MS: '0' }, { apiReplicas: n > 5000 ? 2 : 1 });
   const dir = mkdtempSync(join(tmpdir(), 'rekey-fanout-'));
   const workers: ChildProcess[] = [];
   try {
@@ -83,7 +85,9 @@ async function rekeyFanout(n: number) {
     for (let i = 0; i < n; i += perWorker) {
       const file = join(dir, `tokens-${i}.json`);
       writeFileSync(file, JSON.stringify(subs.slice(i, i + perWorker).map((s) => s.token)), { mode: 0o600 });
-      const w = spawn('node', ['--import', 'tsx', 'bench/support/fanout-worker.ts', rekey.url, file, 'fanout/key', '2'], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const apiUrl = rekey.urls[(i / perWorker) % rekey.urls.length]!;
+      const w = spawn('node', ['--import', 'tsx', 'bench/support/fanout-worker.ts', apiUrl, file, 'fanout/key', '2'], { stdio: ['pipe', 'pipe', 'inherit'] });
+      process.once('exit', () => w.kill('SIGKILL'));
       workers.push(w);
       const k = seen.push('') - 1;
       outputs.push(
@@ -120,6 +124,7 @@ async function rekeyFanout(n: number) {
     return {
       subscribers: n,
       subscriberProcesses: workers.length,
+      apiReplicas: rekey.urls.length,
       acked: rows[0].n,
       holdingNewVersion: reports.reduce((a, x) => a + x.held, 0),
       activationToAckMs: { p50: round(rows[0].p50), p99: round(rows[0].p99), max: round(rows[0].max) },
@@ -138,8 +143,10 @@ async function rekeyFanout(n: number) {
 const round = (x: number) => Math.round(x * 10) / 10;
 
 const redisPort = await freePort();
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => (redis.kill('SIGKILL'), process.exit(1)));
+// process.exit runs the 'exit' hooks that kill every child (rekey, subscriber processes, redis).
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(1));
 const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxclients', '19000'], { stdio: 'ignore' });
+process.once('exit', () => redis.kill('SIGKILL'));
 try {
   await sleep(300);
   const results = [];
@@ -147,6 +154,7 @@ try {
     const baseline = await redisRoundTrip(redisPort, n);
     const rekey = await rekeyFanout(n);
     results.push({ ...rekey, baselineRedisPubSubRoundTripMs: baseline, ratioP99ToBaseline: round(rekey.activationToAckMs.p99 / baseline.p99Ms) });
+    process.stderr.write(`${JSON.stringify(results.at(-1))}\n`); // progress, in case a larger size fails
   }
   process.stdout.write(`${JSON.stringify({ bench: 'injector-fanout', results }, null, 2)}\n`);
 } finally {

@@ -8,6 +8,15 @@ import { RekeyClient } from '../services/injector/sdk.ts';
 import { createTestEnv, sleep, waitFor, type TestEnv } from './support/test-env.ts';
 import { startRekey, type InProcessRekey } from './support/rekey-process.ts';
 import { CuttableProxy, startInject, type InjectProcess } from './support/inject-process.ts';
+import { createServer } from 'node:net';
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
 
 let t: TestEnv;
 let rekey: InProcessRekey;
@@ -55,7 +64,8 @@ describe('rekey inject', () => {
     const { token } = await secretWithSubscriber('offline/key');
     const proxy = new CuttableProxy({ host: '127.0.0.1', port: Number(new URL(rekey.baseUrl).port) });
     await proxy.up();
-    const inj = startInject({ url: `http://127.0.0.1:${proxy.port}`, token, args: ['--secret', 'offline/key', '--dir', join(dir, 'offline'), '--listen', '127.0.0.1:0'] });
+    const localPort = await freePort();
+    const inj = startInject({ url: `http://127.0.0.1:${proxy.port}`, token, args: ['--secret', 'offline/key', '--dir', join(dir, 'offline'), '--listen', `127.0.0.1:${localPort}`] });
     injectors.push(inj);
     const file = join(dir, 'offline', 'offline', 'key');
     const v1 = await current('offline/key');
@@ -70,9 +80,15 @@ describe('rekey inject', () => {
     const latest = await current('offline/key');
     expect(latest.version).toBe(5);
     await sleep(500);
-    // Offline: it keeps the last good value.
-    expect(readOrNull(file)).not.toBe(latest.value);
-    expect(readOrNull(file)!.length).toBe(40);
+    // Offline: it keeps serving the last good value, and says how stale it may be.
+    const held = readOrNull(file)!;
+    expect(held).not.toBe(latest.value);
+    expect(held.length).toBe(40);
+    const local = await (await fetch(`http://127.0.0.1:${localPort}/v1/secrets/offline/key/value`)).json();
+    expect(local).toMatchObject({ version: 2, value: held });
+    expect(local.stalenessMs).toBeGreaterThan(0);
+    const health = await (await fetch(`http://127.0.0.1:${localPort}/healthz`)).json();
+    expect(health.connected).toBe(false);
 
     await proxy.up();
     const reconnectedAt = Date.now();

@@ -41,7 +41,9 @@ describe('propagation to 200 subscribers', () => {
 
     const tokens = await Promise.all(Array.from({ length: 203 }, (_, i) => addSubscriber(`sub-${i}`, ['prop/'])));
     for (let i = 0; i < 3; i++) {
-      injectors.push(startInject({ url: rekey.baseUrl, token: tokens[200 + i]!.token, args: ['--secret', 'prop/key', '--dir', join(dir, `i${i}`)] }));
+      // The first one also runs a reload command; it learns the version, never the value.
+      const reload = i === 0 ? ['--exec', `echo "$REKEY_SECRET v$REKEY_VERSION" >> ${join(dir, 'reloads.log')}`] : [];
+      injectors.push(startInject({ url: rekey.baseUrl, token: tokens[200 + i]!.token, args: ['--secret', 'prop/key', '--dir', join(dir, `i${i}`), ...reload] }));
     }
     const keys = remoteEventKeys(rekey.baseUrl);
     const rotatedEvents: number[] = [];
@@ -80,6 +82,8 @@ describe('propagation to 200 subscribers', () => {
     expect(clients.every((c) => c.version('prop/key') === 2 && c.get('prop/key') === v2.value)).toBe(true);
     expect([0, 1, 2].every((i) => file(i) === v2.value)).toBe(true);
     expect(rotatedEvents.filter((v) => v === 2)).toHaveLength(200);
+    // Reload ran for the rotation (not for the first value), before the ack.
+    expect(readFileSync(join(dir, 'reloads.log'), 'utf8')).toBe('prop/key v2\n');
     expect(done.deliveries).toHaveLength(203);
     expect(done.deliveries.every((d: { ackedVersion: number; ackedAt: string }) => d.ackedVersion === 2 && d.ackedAt)).toBe(true);
     // Revoked on the acks, minutes before the grace deadline.

@@ -21,6 +21,8 @@ export async function freePort(): Promise<number> {
 
 export interface BenchRekey {
   url: string;
+  /** Every api replica (the first is `url`). */
+  urls: string[];
   adminToken: string;
   pool: Pool;
   prefix: string;
@@ -35,7 +37,7 @@ export interface BenchRekey {
  * rekey (api + rotator + notifier) as a child process on a fresh database, so the bench
  * process (which plays the subscribers) and rekey do not share an event loop.
  */
-export async function startBenchRekey(env: Record<string, string> = {}): Promise<BenchRekey> {
+export async function startBenchRekey(env: Record<string, string> = {}, opts: { apiReplicas?: number } = {}): Promise<BenchRekey> {
   const id = randomBytes(4).toString('hex');
   const server = new URL(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres');
   server.pathname = `/rekey_bench_${id}`;
@@ -45,33 +47,41 @@ export async function startBenchRekey(env: Record<string, string> = {}): Promise
   await migrate(pool);
   const masterKey = randomBytes(32).toString('base64');
   const adminToken = randomBytes(24).toString('base64url');
-  const port = await freePort();
   const prefix = `rekey-bench-${id}`;
-  const child: ChildProcess = spawn('node', ['services/cli/rekey.mjs', 'start', 'api', 'rotator', 'notifier'], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      DATABASE_URL: databaseUrl,
-      REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-      REKEY_REDIS_PREFIX: prefix,
-      REKEY_MASTER_KEY: masterKey,
-      REKEY_ADMIN_TOKEN: adminToken,
-      PORT: String(port),
-      LOG_LEVEL: 'warn',
-      REKEY_SUBSCRIBER_CACHE_MS: '60000',
-      REKEY_REDELIVER_MS: '2000',
-      ...env,
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
+  const childEnv = (port: number) => ({
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    REKEY_REDIS_PREFIX: prefix,
+    REKEY_MASTER_KEY: masterKey,
+    REKEY_ADMIN_TOKEN: adminToken,
+    PORT: String(port),
+    LOG_LEVEL: 'warn',
+    REKEY_SUBSCRIBER_CACHE_MS: '60000',
+    REKEY_REDELIVER_MS: '2000',
+    ...env,
   });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {}
-    if (i > 300) throw new Error('rekey did not start');
-    await sleep(100);
+  // The first process runs every role; further api replicas share the same PostgreSQL and Redis.
+  const children: ChildProcess[] = [];
+  const urls: string[] = [];
+  for (let i = 0; i < (opts.apiReplicas ?? 1); i++) {
+    const port = await freePort();
+    const roles = i === 0 ? ['api', 'rotator', 'notifier'] : ['api'];
+    children.push(spawn('node', ['services/cli/rekey.mjs', 'start', ...roles], { env: childEnv(port), stdio: ['ignore', 'inherit', 'inherit'] }));
+    urls.push(`http://127.0.0.1:${port}`);
+    const url = urls[i]!;
+    for (let k = 0; ; k++) {
+      try {
+        if ((await fetch(`${url}/healthz`)).ok) break;
+      } catch {}
+      if (k > 300) throw new Error('rekey did not start');
+      await sleep(100);
+    }
   }
+  const url = urls[0]!;
+  const stopChildren = () => children.forEach((c) => c.kill('SIGKILL'));
+  process.once('exit', stopChildren);
   const api = async (method: string, path: string, body?: unknown) => {
     const res = await fetch(`${url}${path}`, {
       method,
@@ -83,6 +93,7 @@ export async function startBenchRekey(env: Record<string, string> = {}): Promise
   };
   return {
     url,
+    urls,
     adminToken,
     pool,
     prefix,
@@ -107,8 +118,13 @@ export async function startBenchRekey(env: Record<string, string> = {}): Promise
       return Number(name.exec(text)?.[1] ?? 0);
     },
     async stop() {
-      child.kill('SIGTERM');
-      await Promise.race([new Promise((r) => child.once('exit', r)), sleep(5000).then(() => child.kill('SIGKILL'))]);
+      await Promise.all(
+        children.map((child) => {
+          child.kill('SIGTERM');
+          return Promise.race([new Promise((r) => child.once('exit', r)), sleep(5000).then(() => child.kill('SIGKILL'))]);
+        }),
+      );
+      process.off('exit', stopChildren);
       await pool.end();
       const admin = createPool(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres', { max: 1 });
       await admin.query(`DROP DATABASE IF EXISTS "rekey_bench_${id}" WITH (FORCE)`).catch(() => {});
