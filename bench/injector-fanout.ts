@@ -143,6 +143,7 @@ async function rekeyFanout(n: number) {
 const round = (x: number) => Math.round(x * 10) / 10;
 
 const redisPort = await freePort();
+process.setMaxListeners(100);
 // process.exit runs the 'exit' hooks that kill every child (rekey, subscriber processes, redis).
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(1));
 const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxclients', '19000'], { stdio: 'ignore' });

@@ -28,6 +28,6 @@ process.stdout.write('ready\n');
 process.stdin.resume();
 process.stdin.on('close', () => {
   const held = clients.filter((c) => c.version(secret) === want).length;
-  process.stdout.write(`${JSON.stringify({ held, ...phases })}\n`);
-  process.exit(0);
+  // Exit only once the (large) line has left through the pipe.
+  process.stdout.write(`${JSON.stringify({ held, ...phases })}\n`, () => process.exit(0));
 });

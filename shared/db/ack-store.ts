@@ -53,9 +53,10 @@ export async function recordAcks(db: Queryable, acks: AckInput[]): Promise<{ out
 }
 
 export async function markDelivered(db: Queryable, rotationId: string, subscriberIds: string[]): Promise<void> {
+  // Bookkeeping only: rows an ack is writing right now are skipped, never waited for (no lock-order deadlock with acks).
   await db.query(
     `UPDATE deliveries SET delivered_at = COALESCE(delivered_at, now()), attempts = attempts + 1, last_attempt_at = now()
-     WHERE rotation_id = $1 AND subscriber_id = ANY($2::uuid[])`,
+     WHERE ctid IN (SELECT ctid FROM deliveries WHERE rotation_id = $1 AND subscriber_id = ANY($2::uuid[]) AND delivered_at IS NULL FOR UPDATE SKIP LOCKED)`,
     [rotationId, subscriberIds],
   );
 }

@@ -79,6 +79,8 @@ export async function dueStragglers(db: Queryable, olderThanMs: number, maxAttem
        AND d.acked_at IS NULL AND d.attempts < $2 AND d.channel = 'stream'
        AND COALESCE(d.last_attempt_at, d.created_at) < now() - make_interval(secs => $1::float8 / 1000)
        AND ${liveSql.replace('$LIVE', '$3')}
+       -- Rows an ack holds are acked in a moment: skip them rather than deadlock with it.
+       AND d.ctid IN (SELECT ctid FROM deliveries WHERE acked_at IS NULL FOR UPDATE SKIP LOCKED)
      RETURNING d.rotation_id, d.subscriber_id, s.name, d.channel, d.attempts`,
     [olderThanMs, maxAttempts, liveMs],
   );
