@@ -1,6 +1,7 @@
 import type { Scenario } from '../harness/scenario.ts';
 import { redisKillAof } from './redis-kill-aof.ts';
 import { redisRestartEmpty } from './redis-restart-empty.ts';
+import { redisPause } from './redis-pause.ts';
 import { rotatorPartition } from './rotator-partition.ts';
 import { workerKillStorm } from './worker-kill-storm.ts';
 import { postgresDown } from './postgres-down.ts';
@@ -10,4 +11,4 @@ import { emergencyDuringRedisOutage } from './emergency-during-redis-outage.ts';
 import { injectorsDisconnected } from './injectors-disconnected.ts';
 
 /** Every scenario, in the order `npm run chaos` runs them. */
-export const scenarios: Scenario[] = [redisKillAof, redisRestartEmpty, rotatorPartition, workerKillStorm, postgresDown, targetDown, emergencyDuringRedisOutage, injectorsDisconnected, rotationHerd];
+export const scenarios: Scenario[] = [redisKillAof, redisRestartEmpty, redisPause, rotatorPartition, workerKillStorm, postgresDown, targetDown, emergencyDuringRedisOutage, injectorsDisconnected, rotationHerd];
