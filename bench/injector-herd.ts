@@ -9,7 +9,7 @@
  * GET /v1/secrets/{name}/value exactly as the SDK does (a uniform random delay within the
  * hint of the signed event, which one SSE listener here receives and verifies).
  *
- *   npm run bench:herd [-- --injectors 10000]
+ *   npm run bench:herd [-- --injectors 10000 --refetch-rate 1000]
  */
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'node:http';
@@ -17,8 +17,9 @@ import { remoteEventKeys, verifyEvent } from '../services/injector/event-verifie
 import { readSse } from '../services/injector/sse-reader.ts';
 import { percentile, sleep, startBenchRekey } from './support/bench-rekey.ts';
 
-const { values } = parseArgs({ options: { injectors: { type: 'string', default: '10000' } } });
+const { values } = parseArgs({ options: { injectors: { type: 'string', default: '10000' }, 'refetch-rate': { type: 'string', default: '1000' } } });
 const n = Number(values.injectors);
+const refetchRate = values['refetch-rate'];
 
 function get(url: string, token: string, agent: Agent): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -103,6 +104,7 @@ async function herd(label: string, env: Record<string, string>) {
     return {
       mode: label,
       injectors: n,
+      refetchRatePerSecond: label.startsWith('spread') ? Number(refetchRate) : null,
       refetchSpreadMs: spreadMs,
       peakRequestsPerSecond: peak,
       fetchLatencyMs: { p50: Math.round(percentile(latencies, 50)), p99: Math.round(percentile(latencies, 99)), max: Math.round(latencies.at(-1)!) },
@@ -117,7 +119,7 @@ async function herd(label: string, env: Record<string, string>) {
   }
 }
 
-const withHint = await herd('spread-hint+coalescing', {});
+const withHint = await herd('spread-hint+coalescing', { REKEY_REFETCH_RATE: refetchRate });
 const without = await herd('no-spread,no-coalescing', { REKEY_REFETCH_SPREAD_MAX_MS: '0', REKEY_COALESCE_VALUE_READS: 'false' });
 process.stdout.write(
   `${JSON.stringify(

@@ -10,7 +10,7 @@ export const subscriberEnv = {
   REKEY_REDELIVER_MS: z.coerce.number().int().min(100).default(5_000),
   REKEY_REDELIVER_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(20),
   /** Value fetches per second the fleet should spread a refetch over (sets the event's refetchSpreadMs hint). */
-  REKEY_REFETCH_RATE: z.coerce.number().int().min(1).default(2_000),
+  REKEY_REFETCH_RATE: z.coerce.number().int().min(1).default(1_000),
   REKEY_REFETCH_SPREAD_MAX_MS: z.coerce.number().int().min(0).default(10_000),
   /** Emergency rotations revoke at once: their refetch spread is capped much lower. */
   REKEY_REFETCH_SPREAD_EMERGENCY_MAX_MS: z.coerce.number().int().min(0).default(500),
