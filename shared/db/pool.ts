@@ -20,6 +20,10 @@ export function createPool(databaseUrl: string, opts: { max?: number; applicatio
     ...connectionConfig(databaseUrl),
     max: opts.max ?? 10,
     application_name: opts.applicationName ?? 'rekey',
+    // A worker frozen inside a transaction (a partition, a stopped process) would hold its
+    // secret's row lock and stall everyone behind it; the server ends such sessions. The
+    // longest legitimate pause inside a transaction is a target call (under 20 s).
+    idle_in_transaction_session_timeout: 60_000,
   });
   // An idle client losing its server must not crash the process; the next query reconnects.
   pool.on('error', () => {});
