@@ -95,7 +95,11 @@ describe('rekey inject', () => {
     await waitFor(async () => readOrNull(file) === latest.value, { what: 'file at v5 after reconnect', timeoutMs: 20_000 });
     expect(Date.now() - reconnectedAt).toBeLessThan(15_000);
     // It resumed from its last event id (the api replayed what it missed).
-    await waitFor(async () => (await t.pool.query(`SELECT 1 FROM deliveries d JOIN rotations r ON r.id = d.rotation_id JOIN secrets s ON s.id = r.secret_id WHERE s.name = 'offline/key' AND r.to_version = 5 AND d.acked_version = 5`)).rowCount, { what: 'ack of v5' });
+    await waitFor(async () => (await t.pool.query(`SELECT 1 FROM deliveries d JOIN rotations r ON r.id = d.rotation_id JOIN secrets s ON s.id = r.secret_id WHERE s.name = 'offline/key' AND r.to_version = 5 AND d.acked_version = 5`)).rowCount, { what: 'ack of v5', timeoutMs: 40_000 }).catch(async (err) => {
+      const { rows } = await t.pool.query(`SELECT r.to_version, d.* FROM deliveries d JOIN rotations r ON r.id = d.rotation_id JOIN secrets s ON s.id = r.secret_id WHERE s.name = 'offline/key' ORDER BY r.to_version`);
+      const acks = await t.pool.query(`SELECT * FROM subscriber_acks`);
+      throw new Error(`${err.message}: ${JSON.stringify(rows)} acks ${JSON.stringify(acks.rows)} ${inj.output().slice(-3000)}`);
+    });
     await proxy.cut();
   });
 

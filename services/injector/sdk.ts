@@ -277,7 +277,8 @@ export class RekeyClient extends EventEmitter {
   }
 
   private async ack(secret: string, version: number): Promise<void> {
-    for (let attempt = 0; attempt < 8 && !this.closed; attempt++) {
+    // Retried until answered (rekey may be away for a while); a newer version supersedes it.
+    for (let attempt = 0; !this.closed; attempt++) {
       // A newer version arrived meanwhile: that one is acked instead.
       if ((this.held.get(secret)?.version ?? 0) > version) return;
       try {
@@ -290,7 +291,7 @@ export class RekeyClient extends EventEmitter {
         if (res.status === 202) return void this.emit('acked', { secret, version });
         if (res.status < 500) return;
       } catch {}
-      await sleep(Math.min(5000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2));
+      await sleep(Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2));
     }
   }
 }

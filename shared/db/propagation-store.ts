@@ -31,6 +31,14 @@ export async function createDeliveries(db: Queryable, r: { rotationId: string; s
      RETURNING subscriber_id, channel`,
     [r.rotationId, r.secretId, r.secretName, r.version, r.liveMs],
   );
+  // An ack that committed while the insert ran found no row to close and the insert did not
+  // see it: close such rows now (an ack committing after this sees the rows itself).
+  await db.query(
+    `UPDATE deliveries d SET acked_version = a.version, acked_at = now(), delivered_at = COALESCE(d.delivered_at, now())
+     FROM subscriber_acks a
+     WHERE d.rotation_id = $1 AND d.acked_at IS NULL AND a.subscriber_id = d.subscriber_id AND a.secret_id = $2 AND a.version >= $3`,
+    [r.rotationId, r.secretId, r.version],
+  );
   return { webhookSubscribers: rows.filter((x) => x.channel === 'webhook').map((x) => x.subscriber_id) };
 }
 

@@ -29,6 +29,8 @@ export class SubscriberAuth {
   private readonly adminDigest: Buffer;
   private readonly seen = new Set<string>();
   private readonly touchedAt = new Map<string, number>();
+  private flushing = false;
+  private firstSightScheduled = false;
   private readonly pending = new Map<string, { resolve: (v: CachedSubscriber['live']) => void; reject: (e: unknown) => void }[]>();
   private flushScheduled = false;
   /** Tokens that verified, until they expire: the signature check is not redone on every request. */
@@ -59,6 +61,7 @@ export class SubscriberAuth {
     const sub = await this.lookup(claims.subscriberId);
     if (!sub || sub.tokenId !== claims.tokenId) throw new UnauthorizedError('subscriber token was revoked');
     this.seen.add(claims.subscriberId);
+    this.firstSight(claims.subscriberId);
     return { kind: 'subscriber', id: claims.subscriberId, name: sub.name, scope: sub.scope };
   }
 
@@ -128,19 +131,42 @@ export class SubscriberAuth {
   /** Marks a subscriber as seen (it holds an open event stream). */
   markSeen(subscriberId: string): void {
     this.seen.add(subscriberId);
+    this.firstSight(subscriberId);
   }
 
   /** Writes last_seen_at for everyone seen since the last flush, in one statement. */
   async flushSeen(): Promise<void> {
-    if (!this.seen.size) return;
+    if (!this.seen.size || this.flushing) return;
     const now = Date.now();
     // last_seen_at only has to stay inside the live window: rewrite each row a few times per window, not every second.
     const ids = [...this.seen].filter((id) => now - (this.touchedAt.get(id) ?? 0) >= this.deps.touchEveryMs);
     this.seen.clear();
     if (!ids.length) return;
-    if (this.touchedAt.size > 200_000) this.touchedAt.clear();
-    for (const id of ids) this.touchedAt.set(id, now);
-    await touchSubscribers(this.deps.pool, ids);
+    this.flushing = true;
+    try {
+      await touchSubscribers(this.deps.pool, ids);
+      // Only a written touch counts: a failed one is retried on the next flush.
+      if (this.touchedAt.size > 200_000) this.touchedAt.clear();
+      for (const id of ids) this.touchedAt.set(id, now);
+    } catch (err) {
+      for (const id of ids) this.seen.add(id);
+      throw err;
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  /**
+   * A subscriber this process has not recorded yet becomes live at once (a rotation right
+   * after it connects must wait for its ack); the batch of the next tick carries it.
+   */
+  private firstSight(subscriberId: string): void {
+    if (this.touchedAt.has(subscriberId) || this.firstSightScheduled) return;
+    this.firstSightScheduled = true;
+    setImmediate(() => {
+      this.firstSightScheduled = false;
+      this.flushSeen().catch(() => {});
+    });
   }
 }
 
