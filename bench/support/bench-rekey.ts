@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
+import { Redis } from 'ioredis';
 import { SystemKeys } from '../../shared/crypto/system-keys.ts';
 import { ValueCipher } from '../../shared/crypto/value-cipher.ts';
 import { parseMasterKey } from '../../shared/crypto/master-key.ts';
@@ -129,6 +130,15 @@ export async function startBenchRekey(env: Record<string, string> = {}, opts: { 
       const admin = createPool(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres', { max: 1 });
       await admin.query(`DROP DATABASE IF EXISTS "rekey_bench_${id}" WITH (FORCE)`).catch(() => {});
       await admin.end();
+      // This run's Redis keys (queues, event stream) go too; only this prefix.
+      const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length) await redis.del(...keys);
+      } while (cursor !== '0');
+      redis.disconnect();
     },
   };
 }
