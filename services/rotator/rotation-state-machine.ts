@@ -146,7 +146,7 @@ export class RotationStateMachine {
     } catch (raw) {
       const err = coerceError(raw);
       if (err instanceof FencedError) {
-        stepLog.warn({ step: rotation.status }, 'rotation was taken over by another worker; stopping');
+        stepLog.warn({ step: rotation.status }, 'rotation lost its lock (taken over by another worker, superseded, or its secret deleted); stopping');
         return 'fenced';
       }
       this.deps.metrics.stepFailures.inc({ step: rotation.status, provider: secret.provider, final: String(opts.finalAttempt) });
