@@ -170,7 +170,7 @@ describe('revoke now', () => {
     // A 1h grace policy does not apply to an emergency.
     expect(done.timeToRevokeMs).toBeGreaterThanOrEqual(0);
     expect(done.timeToRevokeMs).toBeLessThan(10_000);
-    for (const k of ['triggeredAt', 'activatedAt', 'revokedAt']) expect(done[k]).toBeTruthy();
+    for (const k of ['triggeredAt', 'activatedAt', 'revokedAt']) expect(Date.parse(done[k]), k).toBeGreaterThan(0);
     expect(done).toHaveProperty('propagatedAt');
     const secret = (await rekey.api('GET', '/v1/secrets/now/api-key')).body;
     expect(secret.versions.find((v: { version: number }) => v.version === old.version).state).toBe('revoked');
@@ -403,7 +403,7 @@ describe('rekey status', () => {
     const out = lines.join('\n');
     expect(out).toMatch(/ROTATION\s+SECRET\s+TRIGGER\s+STATUS/);
     expect(out).toMatch(/TIME-TO-REVOKE.*p50 ms.*p99 ms/);
-    expect(lines.find((l) => /^\s+webhook\s+\d+\s+\d+/.test(l))).toBeTruthy();
-    expect(lines.find((l) => /^\s+emergency\s+\d+\s+\d+/.test(l))).toBeTruthy();
+    expect(lines.some((l) => /^\s+webhook\s+\d+\s+\d+/.test(l))).toBe(true);
+    expect(lines.some((l) => /^\s+emergency\s+\d+\s+\d+/.test(l))).toBe(true);
   });
 });

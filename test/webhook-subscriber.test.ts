@@ -78,7 +78,7 @@ describe('webhook subscribers', () => {
     const rotation = (await rekey.api('GET', `/v1/rotations/${body.rotationId}`)).body;
     const d = rotation.deliveries.find((x: { subscriber: string }) => x.subscriber === 'remote');
     expect(d).toMatchObject({ channel: 'webhook', attempts: 3, lastError: null });
-    expect(d.deliveredAt).toBeTruthy();
+    expect(Date.parse(d.deliveredAt)).toBeGreaterThan(0);
     const metrics = await fetch(`${rekey.baseUrl}/metrics`).then((r) => r.text());
     expect(metrics).toMatch(/rekey_deliveries_total\{channel="webhook",outcome="retried"\} [2-9]/);
     expect(metrics).toMatch(/rekey_deliveries_total\{channel="webhook",outcome="delivered"\} [1-9]/);
