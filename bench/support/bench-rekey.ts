@@ -1,14 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
-import { SystemKeys } from '../../shared/crypto/system-keys.ts';
 import { ValueCipher } from '../../shared/crypto/value-cipher.ts';
 import { parseMasterKey } from '../../shared/crypto/master-key.ts';
 import { ensureDatabase } from '../../shared/db/ensure-database.ts';
 import { createPool, type Pool } from '../../shared/db/pool.ts';
 import { migrate } from '../../shared/db/migrate.ts';
-import { issueSubscriberToken } from '../../shared/subscribers/subscriber-token.ts';
+import { registerSubscribers } from './bulk-subscribers.ts';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -99,21 +98,7 @@ export async function startBenchRekey(env: Record<string, string> = {}, opts: { 
     pool,
     prefix,
     api,
-    async subscribers(n, scope) {
-      const keys = await SystemKeys.load(pool, new ValueCipher(parseMasterKey(masterKey, 'REKEY_MASTER_KEY')));
-      const out: { id: string; token: string }[] = [];
-      const expiresAt = new Date(Date.now() + 3_600_000);
-      for (let i = 0; i < n; i += 1000) {
-        const batch = Array.from({ length: Math.min(1000, n - i) }, (_, j) => ({ id: randomUUID(), tokenId: randomUUID(), name: `bench-${i + j}` }));
-        await pool.query(
-          `INSERT INTO subscribers (id, name, scope, token_id, token_expires_at, last_seen_at)
-           SELECT unnest($1::uuid[]), unnest($2::text[]), $3, unnest($4::uuid[]), $5, now()`,
-          [batch.map((b) => b.id), batch.map((b) => b.name), scope, batch.map((b) => b.tokenId), expiresAt],
-        );
-        for (const b of batch) out.push({ id: b.id, token: await issueSubscriberToken(keys, { subscriberId: b.id, tokenId: b.tokenId, scope, expiresAt }) });
-      }
-      return out;
-    },
+    subscribers: (n, scope) => registerSubscribers(pool, new ValueCipher(parseMasterKey(masterKey, 'REKEY_MASTER_KEY')), n, scope),
     async metric(name) {
       const text = await fetch(`${url}/metrics`).then((r) => r.text());
       return Number(name.exec(text)?.[1] ?? 0);

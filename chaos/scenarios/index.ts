@@ -9,6 +9,7 @@ import { rotationHerd } from './rotation-herd.ts';
 import { targetDown } from './target-down.ts';
 import { emergencyDuringRedisOutage } from './emergency-during-redis-outage.ts';
 import { injectorsDisconnected } from './injectors-disconnected.ts';
+import { renewalHerd } from './renewal-herd.ts';
 
 /** Every scenario, in the order `npm run chaos` runs them. */
-export const scenarios: Scenario[] = [redisKillAof, redisRestartEmpty, redisPause, rotatorPartition, workerKillStorm, postgresDown, targetDown, emergencyDuringRedisOutage, injectorsDisconnected, rotationHerd];
+export const scenarios: Scenario[] = [redisKillAof, redisRestartEmpty, redisPause, rotatorPartition, workerKillStorm, postgresDown, targetDown, emergencyDuringRedisOutage, injectorsDisconnected, rotationHerd, renewalHerd];
