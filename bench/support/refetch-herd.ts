@@ -21,6 +21,8 @@ export interface RefetchHerdResult {
   /** Injectors answered 200 with the new version. */
   converged: number;
   errors: number;
+  /** Errors by HTTP status or network error code. */
+  errorKinds: Record<string, number>;
   staleVersions: number;
   wallMs: number;
   /** Value fetches the api answered minus those that joined another's read. */
@@ -84,6 +86,11 @@ export async function refetchHerd(opts: { apiUrl: string; secret: string; versio
     const starts: number[] = [];
     const latencies: number[] = [];
     let errors = 0;
+    const errorKinds: Record<string, number> = {};
+    const failed = (kind: string) => {
+      errors++;
+      errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+    };
     let stale = 0;
     let converged = 0;
     const t0 = performance.now();
@@ -95,11 +102,11 @@ export async function refetchHerd(opts: { apiUrl: string; secret: string; versio
         try {
           const r = await getWithToken(valueUrl, token, agent);
           const body = JSON.parse(r.body) as { version?: number };
-          if (r.status !== 200) errors++;
+          if (r.status !== 200) failed(String(r.status));
           else if (body.version !== version) stale++;
           else converged++;
-        } catch {
-          errors++;
+        } catch (err) {
+          failed((err as NodeJS.ErrnoException).code ?? (err as Error).message);
         }
         latencies.push(performance.now() - started);
       }),
@@ -115,6 +122,7 @@ export async function refetchHerd(opts: { apiUrl: string; secret: string; versio
       fetchLatencyMs: { p50: Math.round(percentile(latencies, 50)), p99: Math.round(percentile(latencies, 99)), max: Math.round(latencies.at(-1)!) },
       converged,
       errors,
+      errorKinds,
       staleVersions: stale,
       wallMs: Math.round(wallMs),
       postgresValueReads: Math.max(0, fetched - coalesced),
