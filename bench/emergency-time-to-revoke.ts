@@ -23,9 +23,7 @@ import { performance } from 'node:perf_hooks';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { RoleProcess } from '../chaos/faults/index.ts';
-import { createPool } from '../shared/db/pool.ts';
-import { ensureDatabase } from '../shared/db/ensure-database.ts';
-import { migrate } from '../shared/db/migrate.ts';
+import { createScratchDatabase, deleteKeysWithPrefix } from '../test/support/scratch-space.ts';
 import { sign } from '../test/support/webhook-sender.ts';
 
 const emergencyCount = Number(process.env.BENCH_EMERGENCY ?? 100);
@@ -37,7 +35,6 @@ const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const serverUrl = new URL(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres');
 
 const id = randomBytes(4).toString('hex');
-const databaseUrl = Object.assign(new URL(serverUrl), { pathname: `/rekey_bench_${id}` }).toString();
 const prefix = `rekey-bench-${id}`;
 const adminToken = randomBytes(24).toString('base64url');
 const webhookSecret = `whsec_${randomBytes(32).toString('base64')}`;
@@ -60,9 +57,8 @@ const summary = (values: number[]) => {
 };
 
 async function main() {
-  await ensureDatabase(databaseUrl);
-  const pool = createPool(databaseUrl, { max: 4 });
-  await migrate(pool);
+  const db = await createScratchDatabase(serverUrl.toString(), `rekey_bench_${id}`);
+  const { databaseUrl, pool } = db;
   const rekey = await RoleProcess.start(['api', 'scheduler', 'rotator', 'notifier'], {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
@@ -187,17 +183,9 @@ async function main() {
   } finally {
     await normalLane.close().catch(() => {});
     await rekey.stop().catch(() => {});
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
+    await deleteKeysWithPrefix(redis, prefix);
     redis.disconnect();
-    await pool.end();
-    const admin = createPool(serverUrl.toString(), { max: 1 });
-    await admin.query(`DROP DATABASE IF EXISTS "rekey_bench_${id}" WITH (FORCE)`).catch(() => {});
-    await admin.end();
+    await db.drop().catch(() => {});
   }
 }
 

@@ -10,9 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { Queue, Worker } from 'bullmq';
 import { startRoles } from '../services/cli/start-roles.ts';
-import { ensureDatabase } from '../shared/db/ensure-database.ts';
-import { createPool } from '../shared/db/pool.ts';
-import { migrate } from '../shared/db/migrate.ts';
+import { createScratchDatabase } from '../test/support/scratch-space.ts';
 import { requestRotation } from '../shared/db/rotation-store.ts';
 import { enqueueRotation } from '../shared/start-rotation.ts';
 import { createSecret } from '../shared/secret-admin.ts';
@@ -21,7 +19,7 @@ const { values } = parseArgs({ options: { rotations: { type: 'string', default: 
 const n = Number(values.rotations);
 const concurrency = Number(values.concurrency);
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const server = new URL(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres');
+const serverUrl = process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres';
 const id = randomBytes(4).toString('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -57,11 +55,8 @@ async function bullmqFloor(): Promise<number> {
 }
 
 async function pipeline(): Promise<{ perSecond: number; p50Ms: number; p99Ms: number }> {
-  server.pathname = `/rekey_bench_${id}`;
-  const databaseUrl = server.toString();
-  await ensureDatabase(databaseUrl);
-  const pool = createPool(databaseUrl, { max: 4 });
-  await migrate(pool);
+  const db = await createScratchDatabase(serverUrl, `rekey_bench_${id}`);
+  const { databaseUrl, pool } = db;
   const env = {
     ...process.env,
     DATABASE_URL: databaseUrl,
@@ -93,10 +88,7 @@ async function pipeline(): Promise<{ perSecond: number; p50Ms: number; p99Ms: nu
     return { perSecond: n / seconds, p50Ms: Math.round(rows[0].p50), p99Ms: Math.round(rows[0].p99) };
   } finally {
     await rt.close();
-    await pool.end();
-    const admin = createPool(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres', { max: 1 });
-    await admin.query(`DROP DATABASE IF EXISTS "rekey_bench_${id}" WITH (FORCE)`);
-    await admin.end();
+    await db.drop();
   }
 }
 

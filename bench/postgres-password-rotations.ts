@@ -13,15 +13,13 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { startRoles } from '../services/cli/start-roles.ts';
-import { ensureDatabase } from '../shared/db/ensure-database.ts';
-import { createPool } from '../shared/db/pool.ts';
-import { migrate } from '../shared/db/migrate.ts';
 import { requestRotation } from '../shared/db/rotation-store.ts';
 import { closeTargetPools } from '../shared/providers/postgres-target/postgres-target.ts';
 import { scramSha256Verifier } from '../shared/providers/postgres-target/scram-verifier.ts';
 import { createSecret } from '../shared/secret-admin.ts';
 import { enqueueRotation } from '../shared/start-rotation.ts';
 import { PasswordPostgres } from '../test/support/password-postgres.ts';
+import { createScratchDatabase } from '../test/support/scratch-space.ts';
 
 const { values } = parseArgs({
   options: {
@@ -33,7 +31,6 @@ const { values } = parseArgs({
 const n = Number(values.rotations);
 const concurrency = Number(values.concurrency);
 const strategy = values.strategy === 'alternating' ? 'alternating' : 'single';
-const server = new URL(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres');
 const id = randomBytes(4).toString('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const roleOf = (i: number, half = 0) => `bench_${i}_${half}`;
@@ -61,11 +58,8 @@ async function raw(target: PasswordPostgres, count: number, make: (i: number) =>
 }
 
 const target = await PasswordPostgres.start();
-server.pathname = `/rekey_bench_pg_${id}`;
-const databaseUrl = server.toString();
-await ensureDatabase(databaseUrl);
-const pool = createPool(databaseUrl, { max: 4 });
-await migrate(pool);
+const db = await createScratchDatabase(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres', `rekey_bench_pg_${id}`);
+const { databaseUrl, pool } = db;
 let result: Record<string, unknown>;
 try {
   await target.admin(async (c) => {
@@ -140,11 +134,8 @@ try {
     await closeTargetPools();
   }
 } finally {
-  await pool.end();
   await target.cleanup();
-  const admin = createPool(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres', { max: 1 });
-  await admin.query(`DROP DATABASE IF EXISTS "rekey_bench_pg_${id}" WITH (FORCE)`);
-  await admin.end();
+  await db.drop();
 }
 process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 process.exit(0);

@@ -4,9 +4,8 @@ import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { ValueCipher } from '../../shared/crypto/value-cipher.ts';
 import { parseMasterKey } from '../../shared/crypto/master-key.ts';
-import { ensureDatabase } from '../../shared/db/ensure-database.ts';
-import { createPool, type Pool } from '../../shared/db/pool.ts';
-import { migrate } from '../../shared/db/migrate.ts';
+import type { Pool } from '../../shared/db/pool.ts';
+import { createScratchDatabase, deleteKeysWithPrefix } from '../../test/support/scratch-space.ts';
 import { registerSubscribers } from './bulk-subscribers.ts';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -39,12 +38,8 @@ export interface BenchRekey {
  */
 export async function startBenchRekey(env: Record<string, string> = {}, opts: { apiReplicas?: number } = {}): Promise<BenchRekey> {
   const id = randomBytes(4).toString('hex');
-  const server = new URL(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres');
-  server.pathname = `/rekey_bench_${id}`;
-  const databaseUrl = server.toString();
-  await ensureDatabase(databaseUrl);
-  const pool = createPool(databaseUrl, { max: 4 });
-  await migrate(pool);
+  const db = await createScratchDatabase(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres', `rekey_bench_${id}`);
+  const { databaseUrl, pool } = db;
   const masterKey = randomBytes(32).toString('base64');
   const adminToken = randomBytes(24).toString('base64url');
   const prefix = `rekey-bench-${id}`;
@@ -111,18 +106,10 @@ export async function startBenchRekey(env: Record<string, string> = {}, opts: { 
         }),
       );
       process.off('exit', stopChildren);
-      await pool.end();
-      const admin = createPool(process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/postgres', { max: 1 });
-      await admin.query(`DROP DATABASE IF EXISTS "rekey_bench_${id}" WITH (FORCE)`).catch(() => {});
-      await admin.end();
+      await db.drop().catch(() => {});
       // This run's Redis keys (queues, event stream) go too; only this prefix.
       const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length) await redis.del(...keys);
-      } while (cursor !== '0');
+      await deleteKeysWithPrefix(redis, prefix);
       redis.disconnect();
     },
   };

@@ -2,9 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { inject } from 'vitest';
-import { ensureDatabase } from '../../shared/db/ensure-database.ts';
-import { createPool, type Pool } from '../../shared/db/pool.ts';
-import { migrate } from '../../shared/db/migrate.ts';
+import type { Pool } from '../../shared/db/pool.ts';
+import { createScratchDatabase, deleteKeysWithPrefix } from './scratch-space.ts';
 
 /** Collects every log line a runtime writes, for canary checks. */
 export class LogCapture extends Writable {
@@ -38,12 +37,8 @@ export interface TestEnv {
 export async function createTestEnv(extra: Record<string, string> = {}): Promise<TestEnv> {
   const id = randomBytes(5).toString('hex');
   const redisUrl = inject('redisUrl');
-  const server = new URL(inject('databaseUrl'));
-  server.pathname = `/rekey_t_${id}`;
-  const databaseUrl = server.toString();
-  await ensureDatabase(databaseUrl);
-  const pool = createPool(databaseUrl, { max: 5 });
-  await migrate(pool);
+  const db = await createScratchDatabase(inject('databaseUrl'), `rekey_t_${id}`, 5);
+  const { databaseUrl, pool } = db;
   const prefix = `rekey-t-${id}`;
   const adminToken = randomBytes(24).toString('base64url');
   const redis = new Redis(redisUrl);
@@ -72,19 +67,8 @@ export async function createTestEnv(extra: Record<string, string> = {}): Promise
     pool,
     redis,
     async cleanup() {
-      await pool.end().catch(() => {});
-      const keys: string[] = [];
-      let cursor = '0';
-      do {
-        const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        keys.push(...batch);
-      } while (cursor !== '0');
-      if (keys.length) await redis.del(...keys);
-      redis.disconnect();
-      const admin = createPool(inject('databaseUrl'), { max: 1 });
-      await admin.query(`DROP DATABASE IF EXISTS "rekey_t_${id}" WITH (FORCE)`).catch(() => {});
-      await admin.end();
+      await deleteKeysWithPrefix(redis, prefix).finally(() => redis.disconnect());
+      await db.drop().catch(() => {});
     },
   };
 }
